@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+// ddp-train: distributed data-parallel training in Swift over Open MPI and OpenBLAS.
+//
+// Dependencies point one way:
+//   C shims (CBLAS, CZlib, CMPI) -> Engine -> NN, Optim, Data -> Comm -> Training -> DDPTrain (CLI)
+// Only the Comm module imports CMPI.
+import PackageDescription
+
+let hot: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "ddp-train",
+    products: [
+        .executable(name: "ddp-train", targets: ["DDPTrain"]),
+        .library(name: "DDPCore", targets: ["Engine", "NN", "Optim", "Data", "Comm", "Training"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: hot),
+        .target(name: "NN", dependencies: ["Engine"], swiftSettings: hot),
+        .target(name: "Optim", dependencies: ["Engine"], swiftSettings: hot),
+        .target(name: "Data", dependencies: ["Engine", "CZlib", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: hot),
+        .target(name: "Comm", dependencies: ["Engine", "CMPI"], swiftSettings: hot),
+        .target(name: "Training", dependencies: ["Engine", "NN", "Optim", "Data", "Comm"], swiftSettings: hot),
+        .executableTarget(name: "DDPTrain", dependencies: [
+            "Training",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: hot),
+        .testTarget(name: "EngineTests", dependencies: ["Engine"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Optim"]),
+        .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Data"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,76 @@
+import Engine
+
+/// What data-parallel training needs from the other ranks. `MPICommunicator` is the real one (and
+/// the only code that imports MPI); `LocalCommunicator` is a world of one, for local mode and tests.
+///
+/// Every collective is identified by a short `what` for error and watchdog messages.
+public protocol Communicator: AnyObject {
+    var rank: Int { get }
+    var size: Int { get }
+    /// Ranks sharing this node (Open MPI's local size), for choosing BLAS threads.
+    var localSize: Int { get }
+    /// The step the caller is at, shown by the stall watchdog.
+    var currentStep: Int { get set }
+
+    /// In-place sum over all ranks.
+    func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, what: String) throws
+    func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int, what: String) throws
+    /// Starts an in-place sum and returns a handle for `wait`. The buffer must stay untouched until then.
+    func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, what: String) throws -> Int
+    /// Lets outstanding non-blocking collectives progress without waiting for them.
+    func progress() throws
+    func wait(_ request: Int) throws
+
+    /// Root's `count` bytes to every rank.
+    func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int, what: String) throws
+    func barrier(what: String) throws
+    /// Every rank's value, in rank order, on every rank.
+    func allgather(_ value: UInt64, what: String) throws -> [UInt64]
+
+    /// Ends the whole job now (MPI_Abort), for errors that other ranks cannot learn about.
+    func abort(code: Int32) -> Never
+    func finalize()
+}
+
+public struct CommError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension Communicator {
+    public var isRoot: Bool { rank == 0 }
+
+    /// Broadcasts a byte array whose size only the root knows.
+    public func broadcast(bytes: inout [UInt8], root: Int, what: String) throws {
+        var n = UInt64(bytes.count)
+        try broadcast(&n, count: 8, root: root, what: what + " (size)")
+        if rank != root { bytes = [UInt8](repeating: 0, count: Int(n)) }
+        if n > 0 { try bytes.withUnsafeMutableBytes { try broadcast($0.baseAddress!, count: Int(n), root: root, what: what) } }
+    }
+
+    public func allreduceSum(_ values: inout [Double], what: String) throws {
+        let n = values.count
+        try values.withUnsafeMutableBufferPointer { try allreduceSum($0.baseAddress!, count: n, what: what) }
+    }
+}
+
+/// A world of one: every collective is the identity.
+public final class LocalCommunicator: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public var localSize: Int { 1 }
+    public var currentStep = 0
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, what: String) throws {}
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int, what: String) throws {}
+    public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, what: String) throws -> Int { 0 }
+    public func progress() throws {}
+    public func wait(_ request: Int) throws {}
+    public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int, what: String) throws {}
+    public func barrier(what: String) throws {}
+    public func allgather(_ value: UInt64, what: String) throws -> [UInt64] { [value] }
+    public func abort(code: Int32) -> Never { exit(code) }
+    public func finalize() {}
+}
+
+@_silgen_name("exit") private func exit(_ code: Int32) -> Never

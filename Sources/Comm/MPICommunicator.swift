@@ -1,0 +1,157 @@
+import CMPI
+import Engine
+import Glibc
+
+/// Open MPI behind the `Communicator` protocol. Every call's return code is checked and turned into
+/// a `CommError` naming the call. Every collective is non-blocking underneath and waited for by
+/// polling against `stallTimeout`: a collective that has not completed by then is a stall, and the
+/// watchdog prints the rank, step and collective and aborts the whole job.
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    public let localSize: Int
+    public var currentStep = 0
+    public let stallTimeout: Double
+    private let comm: MPI_Comm
+    private let oversubscribed: Bool
+
+    /// Preallocated request slots, so that starting a collective allocates nothing.
+    private var requests: UnsafeMutablePointer<MPI_Request?>
+    private var labels: [String]
+    private static let slots = 256
+    private var nextSlot = 0
+
+    /// True when this process was started by mpirun (Open MPI's or PMIx's environment is present).
+    public static var launchedByMPI: Bool {
+        getenv("OMPI_COMM_WORLD_SIZE") != nil || getenv("PMIX_RANK") != nil || getenv("PMI_RANK") != nil
+    }
+
+    public init(stallTimeout: Double) throws {
+        var provided: Int32 = 0
+        try Self.check(MPI_Init_thread(nil, nil, cmpi_thread_funneled(), &provided), "MPI_Init_thread")
+        comm = cmpi_comm_world()
+        try Self.check(MPI_Comm_set_errhandler(comm, cmpi_errors_return()), "MPI_Comm_set_errhandler")
+        var r: Int32 = 0, s: Int32 = 0
+        try Self.check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
+        try Self.check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
+        rank = Int(r)
+        size = Int(s)
+        localSize = getenv("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap { Int(String(cString: $0)) } ?? Int(s)
+        self.stallTimeout = stallTimeout
+        oversubscribed = localSize > Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        requests = .allocate(capacity: Self.slots)
+        requests.initialize(repeating: cmpi_request_null(), count: Self.slots)
+        labels = [String](repeating: "", count: Self.slots)
+    }
+
+    static func check(_ code: Int32, _ call: String) throws {
+        guard code != cmpi_success() else { return }
+        var buffer = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
+        var length: Int32 = 0
+        MPI_Error_string(code, &buffer, &length)
+        throw CommError("\(call) failed: \(String(cString: buffer))")
+    }
+
+    private func takeSlot(_ what: String) -> Int {
+        let slot = nextSlot
+        nextSlot = (nextSlot + 1) % Self.slots
+        labels[slot] = what
+        return slot
+    }
+
+    public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, what: String) throws -> Int {
+        let slot = takeSlot(what)
+        try Self.check(MPI_Iallreduce(cmpi_in_place(), buffer, Int32(count), cmpi_float(), cmpi_sum(), comm, requests + slot),
+                       "MPI_Iallreduce(\(what))")
+        return slot
+    }
+
+    public func progress() throws {
+        var flag: Int32 = 0
+        try Self.check(MPI_Testany(Int32(Self.slots), requests, nil, &flag, cmpi_status_ignore()), "MPI_Testany")
+    }
+
+    public func wait(_ slot: Int) throws {
+        var flag: Int32 = 0
+        try Self.check(MPI_Test(requests + slot, &flag, cmpi_status_ignore()), "MPI_Test(\(labels[slot]))")
+        if flag != 0 { return }
+        let start = Self.now()
+        var polls = 0
+        while true {
+            try Self.check(MPI_Test(requests + slot, &flag, cmpi_status_ignore()), "MPI_Test(\(labels[slot]))")
+            if flag != 0 { return }
+            polls += 1
+            if polls & 63 == 0 {
+                let waited = Self.now() - start
+                if waited > stallTimeout { stalled(labels[slot], waited: waited) }
+                // Sharing cores with other ranks: give the CPU to a rank that still computes.
+                if oversubscribed || waited > 0.002 { sched_yield() }
+            }
+        }
+    }
+
+    private func stalled(_ what: String, waited: Double) -> Never {
+        let line = "ddp-train: watchdog: rank \(rank) waited \(Int(waited)) s (--stall-timeout \(stallTimeout)) in collective '\(what)' at step \(currentStep); another rank is stalled or dead; aborting the job\n"
+        fputs(line, stderr)
+        fflush(stderr)
+        MPI_Abort(comm, 3)
+        _exit(3)
+    }
+
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, what: String) throws {
+        try wait(startAllreduceSum(buffer, count: count, what: what))
+    }
+
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int, what: String) throws {
+        let slot = takeSlot(what)
+        try Self.check(MPI_Iallreduce(cmpi_in_place(), buffer, Int32(count), cmpi_double(), cmpi_sum(), comm, requests + slot),
+                       "MPI_Iallreduce(\(what))")
+        try wait(slot)
+    }
+
+    public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int, what: String) throws {
+        var offset = 0
+        repeat {  // MPI counts are Int32: send large buffers in pieces.
+            let n = min(count - offset, 1 << 30)
+            let slot = takeSlot(what)
+            try Self.check(MPI_Ibcast(bytes + offset, Int32(n), cmpi_byte(), Int32(root), comm, requests + slot), "MPI_Ibcast(\(what))")
+            try wait(slot)
+            offset += n
+        } while offset < count
+    }
+
+    public func barrier(what: String) throws {
+        let slot = takeSlot(what)
+        try Self.check(MPI_Ibarrier(comm, requests + slot), "MPI_Ibarrier(\(what))")
+        try wait(slot)
+    }
+
+    public func allgather(_ value: UInt64, what: String) throws -> [UInt64] {
+        var mine = value
+        var all = [UInt64](repeating: 0, count: size)
+        let slot = takeSlot(what)
+        try all.withUnsafeMutableBufferPointer { out in
+            try Self.check(MPI_Iallgather(&mine, 1, cmpi_uint64(), out.baseAddress, 1, cmpi_uint64(), comm, requests + slot),
+                           "MPI_Iallgather(\(what))")
+            try wait(slot)
+        }
+        return all
+    }
+
+    public func abort(code: Int32) -> Never {
+        fflush(stdout)
+        fflush(stderr)
+        MPI_Abort(comm, code)
+        _exit(code)
+    }
+
+    public func finalize() {
+        MPI_Finalize()
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}

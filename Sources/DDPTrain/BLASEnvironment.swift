@@ -1,0 +1,67 @@
+import Engine
+import Foundation
+import Glibc
+
+/// Chooses OpenBLAS's core type and thread count for this process.
+///
+/// OpenBLAS 0.3.21 misdetects AVX-512 CPUs as Haswell (about half the sgemm speed). The core type is
+/// read once, when the library loads, so if the CPU has AVX-512 and neither OPENBLAS_CORETYPE nor
+/// DDP_BLAS_CORETYPE says otherwise, the process sets OPENBLAS_CORETYPE=SkylakeX and re-executes
+/// itself before doing anything else (before MPI_Init too). `DDP_BLAS_CORETYPE=NAME` forces a core
+/// type; `DDP_BLAS_CORETYPE=native` keeps OpenBLAS's own choice.
+///
+/// Threads: one per rank when several ranks share the node (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE),
+/// all cores in local mode; `--blas-threads N` or DDP_BLAS_THREADS overrides.
+enum BLASEnvironment {
+    static func prepareCoreType() {
+        let env = ProcessInfo.processInfo.environment
+        if env["DDP_BLAS_REEXEC"] != nil { return }
+        var wanted: String?
+        var reason = ""
+        if let forced = env["DDP_BLAS_CORETYPE"], !forced.isEmpty {
+            if forced.lowercased() != "native" && env["OPENBLAS_CORETYPE"] != forced {
+                wanted = forced
+                reason = "DDP_BLAS_CORETYPE"
+            }
+        } else if env["OPENBLAS_CORETYPE"] == nil && cpuHasAVX512() {
+            wanted = "SkylakeX"
+            reason = "auto: CPU has AVX-512"
+        }
+        // One thread per rank from the start when ranks share a node, so no idle pools are created.
+        let localSize = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
+        guard let core = wanted else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv("DDP_BLAS_REEXEC", reason, 1)
+        if localSize > 1 && env["OPENBLAS_NUM_THREADS"] == nil { setenv("OPENBLAS_NUM_THREADS", "1", 1) }
+        var argv = CommandLine.arguments.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", &argv)
+        // exec failed: carry on with OpenBLAS's own choice.
+        unsetenv("DDP_BLAS_REEXEC")
+    }
+
+    static func cpuHasAVX512() -> Bool {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
+        return info.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").contains("avx512f") ?? false
+    }
+
+    /// Sets the thread count and returns the header line describing both choices.
+    static func configureThreads(override: Int?, localSize: Int) -> String {
+        let env = ProcessInfo.processInfo.environment
+        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        var threads: Int
+        var why: String
+        if let n = override {
+            threads = n; why = "--blas-threads"
+        } else if let n = env["DDP_BLAS_THREADS"].flatMap(Int.init), n > 0 {
+            threads = n; why = "DDP_BLAS_THREADS"
+        } else if localSize > 1 {
+            threads = max(1, cores / localSize); why = "\(localSize) ranks share \(cores) cores"
+            if cores < localSize { threads = 1 }
+        } else {
+            threads = cores; why = "local mode, \(cores) cores"
+        }
+        BLAS.setThreads(threads)
+        let coreSource = env["DDP_BLAS_REEXEC"] ?? (env["OPENBLAS_CORETYPE"] != nil ? "OPENBLAS_CORETYPE" : "OpenBLAS detection")
+        return "OpenBLAS: core \(BLAS.coreName) (\(coreSource)), \(BLAS.threads) thread\(BLAS.threads == 1 ? "" : "s") per rank (\(why))"
+    }
+}

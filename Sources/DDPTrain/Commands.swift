@@ -1,0 +1,267 @@
+import ArgumentParser
+import Comm
+import Data
+import Engine
+import Foundation
+import NN
+import Training
+
+struct DDPTrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ddp-train",
+        abstract: "Distributed data-parallel training of neural networks over Open MPI and OpenBLAS.",
+        discussion: """
+        Run alone for local mode, or under Open MPI for data-parallel training:
+          ddp-train --epochs 5                      (one process)
+          mpirun -np 4 ddp-train --epochs 5         (four ranks, global batch 4 x --batch-size)
+        """,
+        subcommands: [Train.self, Evaluate.self, Predict.self, Download.self, Bench.self],
+        defaultSubcommand: Train.self)
+}
+
+/// Where the data is and how to read it; shared by train, evaluate, predict and bench.
+struct DataOptions: ParsableArguments {
+    @Option(help: "Dataset folder in the standard MNIST layout (default: $DDP_DATA_DIR, else ./data/mnist).")
+    var dataDir: String?
+
+    @Option(help: "mnist, fashion-mnist, or synthetic:N (a seeded, learnable task of N samples).")
+    var dataset = "mnist"
+
+    @Option(parsing: .unconditional, help: "Normalize pixels as (x - MEAN) / STD after scaling to [0,1], e.g. 0.1307,0.3081.")
+    var normalize: String?
+
+    @Option(help: "Use the last N training samples as the validation set instead of the test files.")
+    var holdout = 0
+
+    var resolvedDataDir: String {
+        dataDir ?? ProcessInfo.processInfo.environment["DDP_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./data/mnist"
+    }
+
+    func parsedNormalize() throws -> [Float]? {
+        guard let normalize else { return nil }
+        let parts = normalize.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 2, let m = parts[0], let s = parts[1], s > 0 else {
+            throw ValidationError("invalid --normalize '\(normalize)': expected MEAN,STD with STD > 0, e.g. 0.1307,0.3081")
+        }
+        return [m, s]
+    }
+
+    func apply(to c: inout TrainConfig) throws {
+        c.dataDir = resolvedDataDir
+        c.dataset = dataset
+        c.normalize = try parsedNormalize()
+        c.holdout = holdout
+    }
+}
+
+func makeCommunicator(stallTimeout: Double) throws -> Communicator {
+    MPICommunicator.launchedByMPI ? try MPICommunicator(stallTimeout: stallTimeout) : LocalCommunicator()
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a model (the default command).")
+
+    @OptionGroup var data: DataOptions
+
+    @Option(help: "mlp:H1,H2,...[:relu|sigmoid|tanh][:dropout=P]")
+    var model = "mlp:512,512"
+    @Option(help: "cross-entropy (on logits), nll (adds LogSoftmax), or mse (against one-hot targets).")
+    var loss = "cross-entropy"
+    @Option(help: "Passes over the training set.")
+    var epochs = 1
+    @Option(help: "Stop after N optimizer steps.")
+    var maxSteps: Int?
+    @Option(parsing: .unconditional, help: "Samples per rank per step; the global batch is this times the number of ranks.")
+    var batchSize = 64
+    @Option(help: "sgd, adam, adamw or rmsprop.")
+    var optimizer = "sgd"
+    @Option(parsing: .unconditional, help: "Learning rate (default: torch's, 0.01 for sgd and rmsprop, 0.001 for adam and adamw).")
+    var lr: Float?
+    @Option(parsing: .unconditional, help: "Momentum (sgd, rmsprop).")
+    var momentum: Float = 0
+    @Flag(help: "Nesterov momentum (sgd).")
+    var nesterov = false
+    @Option(parsing: .unconditional, help: "Weight decay (default: 0, AdamW 0.01).")
+    var weightDecay: Float?
+    @Option(help: "Seed for initialization, shuffling and dropout.")
+    var seed: UInt64 = 1
+    @Flag(help: "Keep the file order instead of shuffling each epoch.")
+    var noShuffle = false
+    @Flag(help: "Drop the last partial global batch of each epoch.")
+    var dropLast = false
+    @Option(help: "Write the final weights as safetensors (PyTorch state_dict names).")
+    var save: String?
+    @Option(help: "Start from weights in a safetensors file.")
+    var initWeights: String?
+    @Option(help: "Write one JSON object per step and per evaluation to this file.")
+    var metrics: String?
+    @Option(help: "Print a progress line every N batches (0: never).")
+    var logEvery = 10
+
+    @Option(help: "Gradient all-reduce bucket size in MiB.")
+    var bucketMb: Double = 1
+    @Option(help: "Compare a parameter checksum across ranks every N steps (0: never).")
+    var checkSync = 0
+    @Flag(help: "Each rank keeps only a contiguous 1/W of the training set (results then depend on the number of ranks).")
+    var shardData = false
+    @Option(help: "Abort the job if a collective waits longer than this many seconds.")
+    var stallTimeout: Double = 300
+    @Option(help: "OpenBLAS threads per rank (default: 1 when ranks share a node, else all cores).")
+    var blasThreads: Int?
+    @Flag(help: "Print nothing but errors.")
+    var quiet = false
+
+    func run() throws {
+        var c = TrainConfig()
+        try data.apply(to: &c)
+        c.model = model
+        c.loss = loss
+        c.epochs = epochs
+        c.maxSteps = maxSteps
+        c.batchSize = batchSize
+        c.optimizer = optimizer
+        c.lr = lr
+        c.momentum = momentum
+        c.nesterov = nesterov
+        c.weightDecay = weightDecay
+        c.seed = seed
+        c.shuffle = !noShuffle
+        c.dropLast = dropLast
+        c.savePath = save
+        c.initWeights = initWeights
+        c.metricsPath = metrics
+        c.logEvery = logEvery
+        c.bucketMB = bucketMb
+        c.checkSync = checkSync
+        c.shardData = shardData
+        c.stallTimeout = stallTimeout
+        c.quiet = quiet
+        try c.validate()
+        if let n = blasThreads, n < 1 { throw ValidationError("invalid --blas-threads \(n): must be at least 1") }
+
+        let comm = try makeCommunicator(stallTimeout: c.stallTimeout)
+        let blas = BLASEnvironment.configureThreads(override: blasThreads, localSize: comm.localSize)
+        let trainer = try Trainer(config: c, comm: comm)
+        trainer.printHeader(extra: [blas])
+        try trainer.run()
+        comm.finalize()
+    }
+}
+
+/// Builds the model a weights file needs: `--model` if given, else the spec saved in the file.
+func loadModel(weights: String, model: String?, inputShape: Shape, classes: Int, maxBatch: Int) throws -> (Sequential, ModelSpec) {
+    let specText = try model ?? Weights.modelSpec(in: weights) ?? "mlp:512,512"
+    let spec = try ModelSpec(parsing: specText)
+    let net = spec.build(inputShape: inputShape, classes: classes, maxBatch: maxBatch, seed: 0)
+    try Weights.load(net, from: weights)
+    return (net, spec)
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print loss, accuracy and the confusion matrix of saved weights.")
+
+    @OptionGroup var data: DataOptions
+    @Option(help: "Weights file (safetensors) written by --save.")
+    var weights: String
+    @Option(help: "The model the weights are for (default: the one recorded in the file).")
+    var model: String?
+    @Option(help: "cross-entropy, nll or mse.")
+    var loss = "cross-entropy"
+
+    func run() throws {
+        var c = TrainConfig()
+        try data.apply(to: &c)
+        guard let lossKind = LossKind(name: loss) else { throw ValidationError("invalid --loss '\(loss)': expected cross-entropy, nll or mse") }
+        let splits = try DataSplits.load(kind: try c.datasetKind, dataDir: c.dataDir, holdout: c.holdout, seed: c.seed)
+        if let n = c.normalize { splits.eval.mean = n[0]; splits.eval.std = n[1] }
+        let comm = try makeCommunicator(stallTimeout: 300)
+        _ = BLASEnvironment.configureThreads(override: nil, localSize: comm.localSize)
+        let (net, spec) = try loadModel(weights: weights, model: model, inputShape: splits.eval.sampleShape,
+                                        classes: splits.eval.classes, maxBatch: 1000)
+        let loss: Loss = lossKind == .nll ? CrossEntropyLoss() : lossKind.make()  // NLL on log_softmax(logits) is cross-entropy
+        let indices = UnsafeMutablePointer<Int32>.allocate(capacity: 1000)
+        let labels = UnsafeMutablePointer<Int32>.allocate(capacity: 1000)
+        let result = try Evaluator.evaluate(model: net, loss: loss, dataset: splits.eval, comm: comm, indices: indices, labels: labels)
+        if comm.isRoot {
+            print("Model \(spec) from \(weights)")
+            print(result.line(setName: splits.evalName))
+            print(result.confusion.render(classNames: splits.eval.classNames))
+        }
+        comm.finalize()
+    }
+}
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Classify one test sample and print the class probabilities.")
+
+    @OptionGroup var data: DataOptions
+    @Option(help: "Weights file (safetensors) written by --save.")
+    var weights: String
+    @Option(help: "The model the weights are for (default: the one recorded in the file).")
+    var model: String?
+    @Option(help: "Index of the sample in the test (or --holdout validation) set.")
+    var index: Int
+
+    func run() throws {
+        var c = TrainConfig()
+        try data.apply(to: &c)
+        let splits = try DataSplits.load(kind: try c.datasetKind, dataDir: c.dataDir, holdout: c.holdout, seed: c.seed)
+        if let n = c.normalize { splits.eval.mean = n[0]; splits.eval.std = n[1] }
+        guard index >= 0 && index < splits.eval.count else {
+            throw ValidationError("invalid --index \(index): the \(splits.evalName) set has samples 0..<\(splits.eval.count)")
+        }
+        _ = BLASEnvironment.configureThreads(override: 1, localSize: 1)
+        let (net, _) = try loadModel(weights: weights, model: model, inputShape: splits.eval.sampleShape,
+                                     classes: splits.eval.classes, maxBatch: 1)
+        var idx = Int32(index)
+        var label: Int32 = 0
+        splits.eval.gather(&idx, count: 1, into: net.input, labels: &label)
+        net.forward(batch: 1, context: .eval)
+        var probs = [Float](repeating: 0, count: net.classes)
+        probs.withUnsafeMutableBufferPointer { softmaxRow(net.output, $0.baseAddress!, net.classes) }
+        let predicted = probs.indices.max { probs[$0] < probs[$1] }!
+        let names = splits.eval.classNames
+        print(asciiArt(splits.eval.image(index), side: splits.eval.sampleShape.dims.last ?? 28))
+        print("Sample \(index) of the \(splits.evalName) set: true class \(names[Int(label)])")
+        print(String(format: "Predicted: %@ (probability %.4f)%@", names[predicted], probs[predicted],
+                     predicted == Int(label) ? "" : "  [wrong]"))
+        print("Class probabilities:")
+        for (i, p) in probs.enumerated() {
+            let bar = String(repeating: "#", count: Int((p * 40).rounded()))
+            print(String(format: "  %@ %.4f %@", names[i].padding(toLength: max(11, names.map(\.count).max()!), withPad: " ", startingAt: 0), p, bar))
+        }
+    }
+
+    func asciiArt(_ pixels: ArraySlice<UInt8>, side: Int) -> String {
+        let ramp = Array(" .:-=+*#%@")
+        var rows: [String] = []
+        let px = Array(pixels)
+        for r in stride(from: 0, to: px.count / side, by: 2) {
+            var line = ""
+            for c in 0..<side { line.append(ramp[Int(px[r * side + c]) * (ramp.count - 1) / 255]) }
+            rows.append(line)
+        }
+        return rows.joined(separator: "\n")
+    }
+}
+
+struct Download: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fetch MNIST or Fashion-MNIST from the public mirrors and verify their checksums.")
+
+    @Option(help: "mnist or fashion-mnist.")
+    var dataset = "mnist"
+    @Option(help: "Where to store the four files (default: $DDP_DATA_DIR, else ./data/mnist).")
+    var dir: String?
+    @Option(help: "Base URL to fetch from instead of the standard mirrors.")
+    var mirror: String?
+    @Option(help: "Seconds before a request gives up.")
+    var timeout: Double = 30
+
+    func run() throws {
+        let kind = try DatasetKind(parsing: dataset)
+        let target = dir ?? ProcessInfo.processInfo.environment["DDP_DATA_DIR"] ?? (kind == .fashionMNIST ? "./data/fashion-mnist" : "./data/mnist")
+        try Downloader.download(kind: kind, into: target, mirror: mirror, timeout: timeout) { print($0) }
+        print("\(kind) is in \(target)")
+    }
+}

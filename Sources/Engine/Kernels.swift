@@ -1,0 +1,45 @@
+import CBLAS
+
+/// The matrix and elementwise kernels of the engine. Shapes are in the comments, row-major,
+/// llm.c style. GEMM is OpenBLAS; the rest are plain loops the compiler vectorizes.
+public enum Kernels {
+    /// C[M,N] = alpha * op(A) * op(B) + beta * C, row-major.
+    @inline(__always)
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0, n > 0 else { return }
+        if k == 0 {
+            // BLAS may leave C untouched for k == 0; the math says C = beta * C.
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// y[rows, cols] = broadcast of bias[cols].
+    @inline(__always)
+    public static func broadcastRows(_ bias: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        for r in 0..<rows { (y + r * cols).update(from: bias, count: cols) }
+    }
+
+    /// db[cols] += sum over rows of dy[rows, cols].
+    @inline(__always)
+    public static func addColumnSums(_ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let row = dy + r * cols
+            for c in 0..<cols { db[c] += row[c] }
+        }
+    }
+}
+
+/// OpenBLAS's runtime settings. The core type can only be chosen before the library loads (see
+/// `BLASEnvironment` in the CLI); the thread count can change at any time.
+public enum BLAS {
+    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+    public static var threads: Int { Int(openblas_get_num_threads()) }
+    public static var coreName: String { String(cString: openblas_get_corename()) }
+    public static var config: String { String(cString: openblas_get_config()) }
+}

@@ -1,0 +1,17 @@
+/// The shape of one sample, or of a whole tensor, row-major. Up to 4-D: (C, H, W) samples become
+/// (N, C, H, W) batches when CNN layers arrive.
+public struct Shape: Equatable, CustomStringConvertible, Sendable {
+    public var dims: [Int]
+
+    public init(_ dims: [Int]) { self.dims = dims }
+    public init(_ dims: Int...) { self.dims = dims }
+
+    /// Number of elements.
+    public var count: Int { dims.reduce(1, *) }
+    public var rank: Int { dims.count }
+
+    /// The same shape with a leading batch dimension.
+    public func batched(_ n: Int) -> Shape { Shape([n] + dims) }
+
+    public var description: String { "[" + dims.map(String.init).joined(separator: ", ") + "]" }
+}

@@ -1,0 +1,68 @@
+import Engine
+
+/// y = x W^T + b, as torch.nn.Linear. x is (B, in), W is (out, in), b is (out), y is (B, out).
+public final class Linear: Layer {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let hasBias: Bool
+    public var typeName: String { "Linear" }
+    public var inputShape: Shape { Shape(inFeatures) }
+    public var outputShape: Shape { Shape(outFeatures) }
+    public var parameterCount: Int { outFeatures * inFeatures + (hasBias ? outFeatures : 0) }
+
+    private var weightOffset = 0, biasOffset = 0
+    public private(set) var weight: UnsafeMutablePointer<Float>!
+    public private(set) var bias: UnsafeMutablePointer<Float>?
+    public private(set) var weightGrad: UnsafeMutablePointer<Float>!
+    public private(set) var biasGrad: UnsafeMutablePointer<Float>?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        self.hasBias = bias
+    }
+
+    public func reserveParameters(in store: ParameterStore, prefix: String) {
+        weightOffset = store.reserve(name: prefix + "weight", shape: [outFeatures, inFeatures])
+        if hasBias { biasOffset = store.reserve(name: prefix + "bias", shape: [outFeatures]) }
+    }
+
+    public func bind(to store: ParameterStore) {
+        weight = store.parameterPointer(weightOffset)
+        weightGrad = store.gradientPointer(weightOffset)
+        if hasBias {
+            bias = store.parameterPointer(biasOffset)
+            biasGrad = store.gradientPointer(biasOffset)
+        }
+    }
+
+    /// kaiming_uniform_(a=sqrt(5)) for the weight, which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    /// and the same bound for the bias, as torch.nn.Linear.reset_parameters.
+    public func resetParameters(rng: inout RandomStream) {
+        let bound = 1 / Float(inFeatures).squareRoot()
+        for i in 0..<(outFeatures * inFeatures) { weight[i] = rng.uniform(-bound, bound) }
+        if let bias { for i in 0..<outFeatures { bias[i] = rng.uniform(-bound, bound) } }
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        if let bias {
+            Kernels.broadcastRows(bias, into: y, rows: batch, cols: outFeatures)
+        }
+        Kernels.gemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
+                     a: x, lda: inFeatures, b: weight, ldb: inFeatures,
+                     beta: hasBias ? 1 : 0, c: y, ldc: outFeatures)
+    }
+
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
+        // dW (out, in) += dy^T (out, B) x (B, in)
+        Kernels.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
+                     a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: weightGrad, ldc: inFeatures)
+        if let biasGrad { Kernels.addColumnSums(dy, rows: batch, cols: outFeatures, into: biasGrad) }
+        // dx (B, in) = dy (B, out) W (out, in)
+        if let dx {
+            Kernels.gemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,
+                         a: dy, lda: outFeatures, b: weight, ldb: inFeatures, beta: 0, c: dx, ldc: inFeatures)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Engine
+
+/// torch.optim.Adam, and AdamW when `decoupled`:
+///   Adam:  g = grad + weight_decay * p          AdamW: p *= 1 - lr * weight_decay
+///   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+///   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+public final class Adam: Optimizer {
+    public var learningRate: Float
+    public let beta1: Float, beta2: Float, eps: Float, weightDecay: Float, decoupled: Bool
+    public var stepCount = 0
+    private let m: FloatBuffer, v: FloatBuffer
+
+    public init(count: Int, lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8,
+                weightDecay: Float = 0, decoupled: Bool = false) {
+        learningRate = lr
+        beta1 = betas.0
+        beta2 = betas.1
+        self.eps = eps
+        self.weightDecay = weightDecay
+        self.decoupled = decoupled
+        m = FloatBuffer(count: count)
+        v = FloatBuffer(count: count)
+    }
+
+    public var name: String { decoupled ? "AdamW" : "Adam" }
+    public var stateBuffers: [(name: String, buffer: FloatBuffer)] { [("exp_avg", m), ("exp_avg_sq", v)] }
+    public var hyperparameters: [(String, String)] {
+        [("lr", "\(learningRate)"), ("betas", "(\(beta1), \(beta2))"), ("eps", "\(eps)"), ("weight_decay", "\(weightDecay)")]
+    }
+
+    public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int) {
+        stepCount += 1
+        let t = Float(stepCount)
+        let bc1 = 1 - pow(beta1, t), bc2Sqrt = (1 - pow(beta2, t)).squareRoot()
+        let stepSize = learningRate / bc1
+        let b1 = beta1, b2 = beta2, eps = eps, wd = weightDecay
+        let decay: Float = decoupled ? 1 - learningRate * wd : 1
+        let l2: Float = decoupled ? 0 : wd
+        let m = m.pointer, v = v.pointer
+        for i in 0..<count {
+            let g = gradients[i] + l2 * p[i]
+            let mi = b1 * m[i] + (1 - b1) * g
+            let vi = b2 * v[i] + (1 - b2) * g * g
+            m[i] = mi
+            v[i] = vi
+            p[i] = p[i] * decay - stepSize * mi / (vi.squareRoot() / bc2Sqrt + eps)
+        }
+    }
+}
+
+@inline(__always) func pow(_ x: Float, _ y: Float) -> Float { powf(x, y) }
+@_silgen_name("powf") func powf(_ x: Float, _ y: Float) -> Float

@@ -1,0 +1,50 @@
+import Engine
+
+/// torch.optim.RMSprop (centered = False):
+///   g = grad + weight_decay * p
+///   v = alpha v + (1 - alpha) g^2;  avg = sqrt(v) + eps
+///   momentum > 0: buf = momentum buf + g / avg;  p -= lr buf
+///   otherwise:    p -= lr g / avg
+public final class RMSprop: Optimizer {
+    public var learningRate: Float
+    public let alpha: Float, eps: Float, weightDecay: Float, momentum: Float
+    public var stepCount = 0
+    private let squareAvg: FloatBuffer, momentumBuffer: FloatBuffer
+
+    public init(count: Int, lr: Float = 0.01, alpha: Float = 0.99, eps: Float = 1e-8, weightDecay: Float = 0, momentum: Float = 0) {
+        learningRate = lr
+        self.alpha = alpha
+        self.eps = eps
+        self.weightDecay = weightDecay
+        self.momentum = momentum
+        squareAvg = FloatBuffer(count: count)
+        momentumBuffer = FloatBuffer(count: momentum > 0 ? count : 0)
+    }
+
+    public var name: String { "RMSprop" }
+    public var stateBuffers: [(name: String, buffer: FloatBuffer)] {
+        momentum > 0 ? [("square_avg", squareAvg), ("momentum_buffer", momentumBuffer)] : [("square_avg", squareAvg)]
+    }
+    public var hyperparameters: [(String, String)] {
+        [("lr", "\(learningRate)"), ("alpha", "\(alpha)"), ("eps", "\(eps)"), ("weight_decay", "\(weightDecay)"), ("momentum", "\(momentum)")]
+    }
+
+    public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int) {
+        let lr = learningRate, a = alpha, eps = eps, wd = weightDecay, mu = momentum
+        let v = squareAvg.pointer, buf = momentumBuffer.pointer
+        for i in 0..<count {
+            let g = gradients[i] + wd * p[i]
+            let vi = a * v[i] + (1 - a) * g * g
+            v[i] = vi
+            let step = g / (vi.squareRoot() + eps)
+            if mu > 0 {
+                let b = mu * buf[i] + step
+                buf[i] = b
+                p[i] -= lr * b
+            } else {
+                p[i] -= lr * step
+            }
+        }
+        stepCount += 1
+    }
+}

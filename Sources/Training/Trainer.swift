@@ -1,0 +1,264 @@
+import Comm
+import Data
+import Engine
+import Foundation
+import NN
+import Optim
+import Glibc
+
+/// Milliseconds spent in each phase of the training steps since the last `reset`.
+public struct StepTimes {
+    public var steps = 0
+    public var data = 0.0, forward = 0.0, backward = 0.0, allreduceWait = 0.0, optimizer = 0.0
+    public mutating func reset() { self = StepTimes() }
+}
+
+/// Data-parallel training, one batch from disk to the optimizer step:
+///
+///     sampler.fill -> dataset.gather -> zero_grad -> forward -> loss -> backward (buckets all-reduced
+///     as they become ready) -> wait -> optimizer.step
+///
+/// Every rank runs this same loop. Each rank's loss is its samples' sum divided by the *global*
+/// batch size, so the summed all-reduce is exactly the gradient of the global mean loss and every
+/// rank takes the identical step. Rank 0 alone prints, writes metrics and saves.
+public final class Trainer {
+    public let config: TrainConfig
+    public let comm: Communicator
+    public let console: Console
+    public let splits: DataSplits
+    public let spec: ModelSpec
+    public let model: Sequential
+    public let loss: Loss
+    public let optimizer: Optimizer
+    public let sampler: Sampler
+    public let sync: GradientSync
+    public var metrics: MetricsLog?
+
+    // Position in training; what a checkpoint records.
+    public var step = 0
+    public var epoch = 0
+    public var batchInEpoch = 0
+    public var bestAccuracy = -1.0
+    public private(set) var lastEval: EvalResult?
+
+    public var times = StepTimes()
+    /// Called on rank 0 and every other rank after each optimizer step and epoch end (checkpoints).
+    public var afterStep: ((Trainer, _ epochEnded: Bool) throws -> Void)?
+
+    // Preallocated per-step buffers.
+    private let indices: UnsafeMutablePointer<Int32>
+    private let labels: UnsafeMutablePointer<Int32>
+    private let lossBuffer = FloatBuffer(count: 1)
+    private let stallHook: (rank: Int, step: Int)?
+    private let killHook: (rank: Int, step: Int)?
+
+    public init(config: TrainConfig, comm: Communicator) throws {
+        try config.validate()
+        self.config = config
+        self.comm = comm
+        console = Console(enabled: comm.isRoot && !config.quiet)
+        let kind = try config.datasetKind
+        splits = try DataSplits.load(kind: kind, dataDir: config.dataDir, holdout: config.holdout, seed: config.seed)
+        if let n = config.normalize {
+            for d in [splits.train, splits.eval] { d.mean = n[0]; d.std = n[1] }
+        }
+        spec = try config.modelSpec
+        let lossKind = try config.lossKind
+        loss = lossKind.make()
+        let maxBatch = max(config.batchSize, config.evalBatch)
+        model = spec.build(inputShape: splits.train.sampleShape, classes: splits.train.classes, maxBatch: maxBatch,
+                           seed: config.seed, logSoftmax: lossKind == .nll)
+        optimizer = try config.optimizerConfig.make(parameterCount: model.store.count)
+        sampler = Sampler(datasetCount: splits.train.count, perRankBatch: config.batchSize, rank: comm.rank, world: comm.size,
+                          seed: config.seed, shuffle: config.shuffle, dropLast: config.dropLast, shardData: config.shardData)
+        guard sampler.batchesPerEpoch > 0 else {
+            throw TrainingError("--drop-last with a global batch of \(sampler.globalBatch) leaves no batch from \(splits.train.count) samples")
+        }
+        sync = GradientSync(comm: comm, gradients: model.store.gradients.pointer, count: model.store.count,
+                            bucketBytes: Int(config.bucketMB * 1024 * 1024))
+        indices = .allocate(capacity: maxBatch)
+        labels = .allocate(capacity: maxBatch)
+        stallHook = Trainer.testHook("DDP_TEST_STALL")
+        killHook = Trainer.testHook("DDP_TEST_KILL")
+
+        // Identical start: rank 0's parameters (its own init, or the file only it reads) go to every rank.
+        if let path = config.initWeights {
+            try rootDecides(comm, what: "init weights") { try Weights.load(model, from: path) }
+        }
+        try broadcastParameters()
+        if comm.isRoot, let path = config.metricsPath {
+            metrics = try MetricsLog(path: path, append: config.resume != nil)
+        }
+    }
+
+    deinit {
+        indices.deallocate()
+        labels.deallocate()
+    }
+
+    public func broadcastParameters() throws {
+        try comm.broadcast(model.store.parameters.pointer, count: model.store.count * 4, root: 0, what: "broadcast(parameters)")
+    }
+
+    // MARK: - The loop
+
+    /// Trains for `--epochs` (or `--max-steps`), evaluating after each epoch. Returns the last evaluation.
+    @discardableResult
+    public func run() throws -> EvalResult? {
+        let batches = sampler.batchesPerEpoch
+        var stop = config.maxSteps.map { step >= $0 } ?? false
+        while epoch < config.epochs && !stop {
+            sampler.startEpoch(epoch)
+            var processed = min(batchInEpoch * sampler.globalBatch, sampler.samplesPerEpoch)
+            var windowLoss = 0.0, windowSteps = 0
+            let epochStart = monotonicSeconds()
+            let epochFirstSample = processed
+            while batchInEpoch < batches && !stop {
+                comm.currentStep = step
+                let t0 = monotonicSeconds()
+                let (meanLoss, globalCount) = try trainStep(batch: batchInEpoch)
+                let dt = monotonicSeconds() - t0
+                batchInEpoch += 1
+                step += 1
+                processed += globalCount
+                windowLoss += meanLoss
+                windowSteps += 1
+                metrics?.step(step: step, epoch: epoch + 1, loss: meanLoss, lr: optimizer.learningRate,
+                              samplesPerSecond: Double(globalCount) / max(dt, 1e-9))
+                if config.logEvery > 0 && (batchInEpoch % config.logEvery == 0 || batchInEpoch == batches) {
+                    console.line(String(format: "Epoch %d [Batch %d/%d Processed %d/%d (%.0f%%)] Loss: %.4f",
+                                        epoch + 1, batchInEpoch, batches, processed, sampler.samplesPerEpoch,
+                                        100 * Double(processed) / Double(sampler.samplesPerEpoch), windowLoss / Double(windowSteps)))
+                    windowLoss = 0
+                    windowSteps = 0
+                }
+                if console.interactive {
+                    let elapsed = monotonicSeconds() - epochStart
+                    console.bar(epoch: epoch + 1, epochs: config.epochs, processed: processed, total: sampler.samplesPerEpoch,
+                                elapsed: elapsed, samplesPerSecond: Double(processed - epochFirstSample) / max(elapsed, 1e-9), loss: meanLoss)
+                }
+                if config.checkSync > 0 && step % config.checkSync == 0 { try checkSync() }
+                if let m = config.maxSteps, step >= m { stop = true }
+                if batchInEpoch < batches { try afterStep?(self, false) }
+            }
+            let epochSeconds = monotonicSeconds() - epochStart
+            console.clearBar()
+            console.line(String(format: "Epoch %d done: %d samples in %.2f s (%.0f samples/s)", epoch + 1,
+                                processed - epochFirstSample, epochSeconds, Double(processed - epochFirstSample) / max(epochSeconds, 1e-9)))
+            let result = try evaluate()
+            lastEval = result
+            console.line(result.line(setName: splits.evalName))
+            metrics?.eval(epoch: epoch + 1, loss: result.loss, accuracy: result.accuracy)
+            let epochEnded = batchInEpoch >= batches
+            if epochEnded {
+                epoch += 1
+                batchInEpoch = 0
+            }
+            try afterStep?(self, true)
+            if result.accuracy > bestAccuracy { bestAccuracy = result.accuracy }
+        }
+        if let result = lastEval {
+            console.line(result.confusion.render(classNames: splits.eval.classNames))
+        }
+        if let path = config.savePath {
+            try rootDecides(comm, what: "save weights") {
+                try Weights.save(model, spec: spec.description, to: path)
+            }
+            console.line("Saved weights to \(path)")
+        }
+        metrics?.close()
+        return lastEval
+    }
+
+    /// One optimizer step on batch `b` of the current epoch. Returns the global mean loss and the
+    /// global batch size. Allocates nothing.
+    @discardableResult
+    public func trainStep(batch b: Int) throws -> (loss: Double, globalCount: Int) {
+        var t = monotonicSeconds()
+        func lap(_ into: inout Double) { let n = monotonicSeconds(); into += (n - t) * 1000; t = n }
+
+        let (k, global) = sampler.fill(batch: b, into: indices)
+        splits.train.gather(indices, count: k, into: model.input, labels: labels)
+        model.store.gradients.zero()
+        lap(&times.data)
+
+        let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices)
+        if k > 0 { model.forward(batch: k, context: context) }
+        lossBuffer[0] = k > 0 ? Float(loss.evaluate(model.output, labels: labels, batch: k, classes: model.classes,
+                                                     gradScale: 1 / Float(global), grad: model.outputGrad)) : 0
+        lap(&times.forward)
+
+        if let s = stallHook, s.rank == comm.rank, s.step == step { testStall() }
+        if let s = killHook, s.rank == comm.rank, s.step == step { testKill() }
+        let lossRequest = try comm.startAllreduceSum(lossBuffer.pointer, count: 1, what: "allreduce(loss)")
+        sync.reset()
+        if k > 0 {
+            model.backward(batch: k, context: context) { [sync] offset in try? sync.ready(from: offset) }
+        }
+        lap(&times.backward)
+        try sync.finish()
+        try comm.wait(lossRequest)
+        lap(&times.allreduceWait)
+
+        optimizer.step(parameters: model.store.parameters.pointer, gradients: model.store.gradients.pointer, count: model.store.count)
+        lap(&times.optimizer)
+        times.steps += 1
+        return (Double(lossBuffer[0]) / Double(global), global)
+    }
+
+    public func evaluate() throws -> EvalResult {
+        try Evaluator.evaluate(model: model, loss: loss, dataset: splits.eval, comm: comm, indices: indices, labels: labels)
+    }
+
+    /// Compares a checksum of the parameters across ranks; they must be bit-identical.
+    public func checkSync() throws {
+        let sums = try comm.allgather(model.store.checksum(), what: "allgather(parameter checksum)")
+        if Set(sums).count > 1 {
+            let detail = sums.enumerated().map { String(format: "rank %d: %016llx", $0.offset, $0.element) }.joined(separator: ", ")
+            throw TrainingError("parameters diverged across ranks at step \(step) (\(detail))")
+        }
+    }
+
+    /// Header lines: the run's configuration, as rank 0 prints it at start.
+    public func printHeader(extra: [String]) {
+        console.line("ddp-train: \(comm.size) rank\(comm.size == 1 ? "" : "s")\(comm.size == 1 ? " (local mode)" : ""), "
+            + "per-rank batch \(config.batchSize), global batch \(sampler.globalBatch)"
+            + (config.shardData ? ", sharded data" : ""))
+        for line in extra { console.line(line) }
+        let kind = (try? config.datasetKind)?.description ?? config.dataset
+        console.line("Data: \(kind) train \(splits.train.count), \(splits.evalName) \(splits.eval.count), "
+            + "\(sampler.batchesPerEpoch) steps/epoch, seed \(config.seed)\(config.shuffle ? "" : ", no shuffle")")
+        let hyper = optimizer.hyperparameters.map { "\($0.0)=\($0.1)" }.joined(separator: ", ")
+        console.line("Optimizer: \(optimizer.name)(\(hyper)), loss: \(loss.name)")
+        console.line(model.summary(title: "Model \(spec)"))
+    }
+
+    // MARK: - Test hooks (fault injection for the integration tests)
+
+    private static func testHook(_ name: String) -> (rank: Int, step: Int)? {
+        guard let v = ProcessInfo.processInfo.environment[name] else { return nil }
+        let parts = v.split(separator: ":").compactMap { Int($0) }
+        return parts.count == 2 ? (parts[0], parts[1]) : nil
+    }
+
+    private func testStall() {
+        FileHandle.standardError.write("ddp-train: test hook: rank \(comm.rank) stalls at step \(step)\n".data(using: .utf8)!)
+        while true { sleep(1000) }
+    }
+
+    private func testKill() {
+        FileHandle.standardError.write("ddp-train: test hook: rank \(comm.rank) kills itself (SIGKILL) at step \(step)\n".data(using: .utf8)!)
+        Glibc.kill(getpid(), SIGKILL)
+    }
+}
+
+/// Runs `body` on rank 0 only and tells every rank whether it failed, so that an error only rank 0
+/// can see (a bad file it alone reads) stops every rank with the same message instead of a hang.
+public func rootDecides(_ comm: Communicator, what: String, _ body: () throws -> Void) throws {
+    var message: [UInt8] = []
+    if comm.isRoot {
+        do { try body() } catch { message = Array("\(error)".utf8) }
+    }
+    if comm.size > 1 { try comm.broadcast(bytes: &message, root: 0, what: "broadcast(\(what) status)") }
+    if !message.isEmpty { throw TrainingError(String(decoding: message, as: UTF8.self)) }
+}

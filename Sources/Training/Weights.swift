@@ -1,0 +1,45 @@
+import Data
+import Engine
+import NN
+
+/// Model weights as safetensors with the names and layouts of the equivalent torch.nn.Sequential's
+/// state_dict, so `nn.Sequential(...).load_state_dict(safetensors.torch.load_file(path))` works.
+public enum Weights {
+    public static func sources(_ store: ParameterStore) -> [SafeTensors.Source] {
+        store.entries.map { SafeTensors.Source(name: $0.name, shape: $0.shape, pointer: store.parameterPointer($0.offset)) }
+    }
+
+    public static func save(_ model: Sequential, spec: String, to path: String) throws {
+        try SafeTensors.write(sources(model.store), metadata: ["format": "pt", "ddp_train.model": spec], to: path)
+    }
+
+    /// The `--model` a weights file was saved with, if it says.
+    public static func modelSpec(in path: String) throws -> String? {
+        try SafeTensors.read(path: path).metadata["ddp_train.model"]
+    }
+
+    /// Copies a file's tensors into the model, checking that names and shapes match exactly.
+    public static func load(_ model: Sequential, from path: String) throws {
+        let file = try SafeTensors.read(path: path)
+        try load(model.store, tensors: file.tensors, source: path)
+    }
+
+    public static func load(_ store: ParameterStore, tensors: [String: SafeTensors.Tensor], source: String) throws {
+        for entry in store.entries {
+            guard let t = tensors[entry.name] else {
+                throw DataError("\(source): missing tensor '\(entry.name)' (shape \(entry.shape)); was it saved from another --model?")
+            }
+            guard t.shape == entry.shape else {
+                throw DataError("\(source): tensor '\(entry.name)' has shape \(t.shape), the model needs \(entry.shape); was it saved from another --model?")
+            }
+        }
+        let known = Set(store.entries.map(\.name))
+        if let extra = tensors.keys.sorted().first(where: { !known.contains($0) }) {
+            throw DataError("\(source): unexpected tensor '\(extra)' that the model does not have; was it saved from another --model?")
+        }
+        for entry in store.entries {
+            let values = tensors[entry.name]!.values
+            values.withUnsafeBufferPointer { store.parameterPointer(entry.offset).update(from: $0.baseAddress!, count: values.count) }
+        }
+    }
+}
