@@ -67,8 +67,8 @@ public final class MPICommunicator: Communicator {
     }
 
     public func progress() throws {
-        var flag: Int32 = 0
-        try Self.check(MPI_Testany(Int32(Self.slots), requests, nil, &flag, cmpi_status_ignore()), "MPI_Testany")
+        var flag: Int32 = 0, index: Int32 = 0
+        try Self.check(MPI_Testany(Int32(Self.slots), requests, &index, &flag, cmpi_status_ignore()), "MPI_Testany")
     }
 
     public func wait(_ slot: Int) throws {

@@ -10,8 +10,10 @@ public final class Dataset {
     /// Dataset index of each stored sample; identity unless this holds a slice (holdout, shard).
     private let pixels: [UInt8]
     public let labels: [Int32]
-    public var mean: Float = 0
-    public var std: Float = 1
+    public var mean: Float = 0 { didSet { updateTable() } }
+    public var std: Float = 1 { didSet { updateTable() } }
+    /// Byte to input value, computed as torchvision does: (p / 255 - mean) / std.
+    private var table = [Float](repeating: 0, count: 256)
 
     public init(name: String, sampleShape: Shape, classNames: [String], pixels: [UInt8], labels: [Int32]) throws {
         guard pixels.count == labels.count * sampleShape.count else {
@@ -26,6 +28,11 @@ public final class Dataset {
         self.pixels = pixels
         self.labels = labels
         count = labels.count
+        updateTable()
+    }
+
+    private func updateTable() {
+        for p in 0..<256 { table[p] = (Float(p) / 255 - mean) / std }
     }
 
     public var classes: Int { classNames.count }
@@ -46,17 +53,18 @@ public final class Dataset {
     public func gather(_ indices: UnsafePointer<Int32>, count k: Int, into input: UnsafeMutablePointer<Float>,
                        labels labelsOut: UnsafeMutablePointer<Int32>) {
         let n = sampleShape.count
-        let scale = 1 / (255 * std), shift = -mean / std
+        table.withUnsafeBufferPointer { value in
         pixels.withUnsafeBufferPointer { px in
             labels.withUnsafeBufferPointer { lb in
                 for r in 0..<k {
                     let i = Int(indices[r])
                     let src = px.baseAddress! + i * n
                     let dst = input + r * n
-                    for j in 0..<n { dst[j] = Float(src[j]) * scale + shift }
+                    for j in 0..<n { dst[j] = value[Int(src[j])] }
                     labelsOut[r] = lb[i]
                 }
             }
+        }
         }
     }
 

@@ -8,9 +8,13 @@ public final class Console {
     public let interactive: Bool
     private var barVisible = false
 
-    public init(enabled: Bool) {
+    private var lastBar = 0.0
+
+    /// `interactive` is for a terminal the user watches; mpirun gives every rank a pseudo-terminal
+    /// even when its own output goes to a file, so callers pass false under mpirun.
+    public init(enabled: Bool, interactive: Bool) {
         self.enabled = enabled
-        interactive = enabled && isatty(1) != 0
+        self.interactive = enabled && interactive && isatty(1) != 0
     }
 
     public func line(_ s: String) {
@@ -23,6 +27,9 @@ public final class Console {
     /// `[=========>          ] 45%  3600/8000  ETA 0:03  15234 samples/s  loss 0.2113`
     public func bar(epoch: Int, epochs: Int, processed: Int, total: Int, elapsed: Double, samplesPerSecond: Double, loss: Double) {
         guard interactive else { return }
+        let now = monotonicSeconds()
+        guard now - lastBar > 0.1 || processed >= total else { return }
+        lastBar = now
         let width = 24
         let frac = total > 0 ? Double(processed) / Double(total) : 1
         let filled = min(width, Int(frac * Double(width)))

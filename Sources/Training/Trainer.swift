@@ -56,7 +56,7 @@ public final class Trainer {
         try config.validate()
         self.config = config
         self.comm = comm
-        console = Console(enabled: comm.isRoot && !config.quiet)
+        console = Console(enabled: comm.isRoot && !config.quiet, interactive: comm.size == 1 && !MPICommunicator.launchedByMPI)
         let kind = try config.datasetKind
         splits = try DataSplits.load(kind: kind, dataDir: config.dataDir, holdout: config.holdout, seed: config.seed)
         if let n = config.normalize {

@@ -1,0 +1,46 @@
+import Data
+import Foundation
+import XCTest
+
+final class SafeTensorsTests: XCTestCase {
+    /// The exact bytes the Python safetensors package writes for {"t": tensor([1.0, -2.5])}.
+    func testKnownBytes() throws {
+        let values: [Float] = [1.0, -2.5]
+        let bytes = values.withUnsafeBufferPointer { SafeTensors.encode([.init(name: "t", shape: [2], pointer: $0.baseAddress!)]) }
+        let json = Array(#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#.utf8) + [0x20, 0x20]
+        let expected: [UInt8] = [56, 0, 0, 0, 0, 0, 0, 0] + json + [0, 0, 0x80, 0x3F, 0, 0, 0x20, 0xC0]
+        XCTAssertEqual(bytes, expected)
+        let decoded = try SafeTensors.decode(expected, name: "known")
+        XCTAssertEqual(decoded.tensors["t"], SafeTensors.Tensor(shape: [2], values: [1.0, -2.5]))
+    }
+
+    func testRoundTripThroughFile() throws {
+        let w: [Float] = (0..<6).map { Float($0) * 0.5 - 1 }
+        let b: [Float] = [3, 4]
+        let path = temporaryDirectory() + "/w.safetensors"
+        try w.withUnsafeBufferPointer { wp in
+            try b.withUnsafeBufferPointer { bp in
+                try SafeTensors.write([.init(name: "0.weight", shape: [2, 3], pointer: wp.baseAddress!),
+                                       .init(name: "0.bias", shape: [2], pointer: bp.baseAddress!)],
+                                      metadata: ["format": "pt"], to: path)
+            }
+        }
+        let file = try SafeTensors.read(path: path)
+        XCTAssertEqual(file.order, ["0.weight", "0.bias"])
+        XCTAssertEqual(file.tensors["0.weight"], .init(shape: [2, 3], values: w))
+        XCTAssertEqual(file.tensors["0.bias"], .init(shape: [2], values: b))
+        XCTAssertEqual(file.metadata["format"], "pt")
+    }
+
+    func testRejectsNonSafetensors() {
+        for (bytes, why) in [([UInt8](), "empty"), (Array("hello world, not a tensor file".utf8), "header length"),
+                             ([8, 0, 0, 0, 0, 0, 0, 0] + Array("notjson!".utf8), "JSON")] {
+            XCTAssertThrowsError(try SafeTensors.decode(bytes, name: "f")) { XCTAssertTrue("\($0)".contains(why), "\($0)") }
+        }
+        let values: [Float] = [1, 2]
+        let good = values.withUnsafeBufferPointer { SafeTensors.encode([.init(name: "t", shape: [2], pointer: $0.baseAddress!)]) }
+        XCTAssertThrowsError(try SafeTensors.decode(Array(good.dropLast(3)), name: "f")) {
+            XCTAssertTrue("\($0)".contains("outside the file"), "\($0)")
+        }
+    }
+}

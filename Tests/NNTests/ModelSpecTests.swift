@@ -1,0 +1,43 @@
+import Engine
+import NN
+import XCTest
+
+final class ModelSpecTests: XCTestCase {
+    func testParsesMLP() throws {
+        let spec = try ModelSpec(parsing: "mlp:512,512")
+        XCTAssertEqual(spec.hidden, [512, 512])
+        XCTAssertEqual(spec.activation, .relu)
+        let tanh = try ModelSpec(parsing: "mlp:128:tanh:dropout=0.2")
+        XCTAssertEqual(tanh.activation, .tanh)
+        XCTAssertEqual(tanh.dropout, 0.2)
+    }
+
+    func testRejectsBadSpecs() {
+        for bad in ["mlp:abc", "mlp:12,-3", "mlp:12:swish", "transformer:1", "", "mlp:1:dropout=1.5", "mlp"] {
+            XCTAssertThrowsError(try ModelSpec(parsing: bad), bad) { error in
+                XCTAssertTrue("\(error)".contains("--model"), "\(error)")
+            }
+        }
+    }
+
+    /// Names and shapes are the torch.nn.Sequential state_dict's, without a leading Flatten.
+    func testTorchStateDictNames() throws {
+        let model = try ModelSpec(parsing: "mlp:512,512").build(inputShape: Shape(1, 28, 28), classes: 10, maxBatch: 2, seed: 1)
+        XCTAssertEqual(model.store.entries.map(\.name), ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"])
+        XCTAssertEqual(model.store.entries.map(\.shape), [[512, 784], [512], [512, 512], [512], [10, 512], [10]])
+        XCTAssertEqual(model.parameterCount, 669_706)
+        let withDropout = try ModelSpec(parsing: "mlp:32:dropout=0.5").build(inputShape: Shape(4), classes: 3, maxBatch: 2, seed: 1)
+        XCTAssertEqual(withDropout.store.entries.map(\.name), ["0.weight", "0.bias", "3.weight", "3.bias"])
+    }
+
+    /// kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and so does the bias.
+    func testLinearInitBounds() {
+        let model = ModelSpec(hidden: [64]).build(inputShape: Shape(100), classes: 10, maxBatch: 1, seed: 3)
+        let w = model.store.entry(named: "0.weight")!
+        let values = (0..<w.count).map { model.store.parameters[w.offset + $0] }
+        XCTAssert(values.allSatisfy { abs($0) <= 0.1 })
+        XCTAssertGreaterThan(values.map(abs).max()!, 0.09)
+        let mean = values.reduce(0, +) / Float(values.count)
+        XCTAssertEqual(mean, 0, accuracy: 0.005)
+    }
+}

@@ -1,0 +1,61 @@
+import Engine
+import Optim
+import XCTest
+
+/// Each optimizer over three steps of fixed gradients from p = [1, -2], against values worked out by
+/// hand from torch.optim's update rules (see each class's doc comment for the rule).
+final class OptimizerTests: XCTestCase {
+    let grads: [[Float]] = [[0.5, -0.25], [0.1, 0.3], [-0.2, 0.05]]
+
+    func run(_ config: OptimizerConfig) throws -> [Float] {
+        let opt = try config.make(parameterCount: 2)
+        var p: [Float] = [1, -2]
+        for g in grads { opt.step(parameters: &p, gradients: g, count: 2) }
+        XCTAssertEqual(opt.stepCount, 3)
+        return p
+    }
+
+    func assertClose(_ a: [Float], _ b: [Double], file: StaticString = #filePath, line: UInt = #line) {
+        for i in 0..<b.count { XCTAssertEqual(Double(a[i]), b[i], accuracy: 2e-6, file: file, line: line) }
+    }
+
+    func config(_ kind: OptimizerConfig.Kind, lr: Float, _ edit: (inout OptimizerConfig) -> Void = { _ in }) -> OptimizerConfig {
+        var c = OptimizerConfig(kind: kind, learningRate: lr)
+        edit(&c)
+        return c
+    }
+
+    func testSGD() throws { assertClose(try run(config(.sgd, lr: 0.1)), [0.96, -2.01]) }
+    func testSGDMomentum() throws { assertClose(try run(config(.sgd, lr: 0.1) { $0.momentum = 0.9 }), [0.8655, -1.99425]) }
+    func testSGDDampening() throws {
+        assertClose(try run(config(.sgd, lr: 0.1) { $0.momentum = 0.9; $0.dampening = 0.5 }), [0.865, -1.96325])
+    }
+    func testSGDNesterovWeightDecay() throws {
+        assertClose(try run(config(.sgd, lr: 0.1) { $0.momentum = 0.9; $0.nesterov = true; $0.weightDecay = 0.01 }),
+                    [0.831465558191, -1.988903780807])
+    }
+    func testAdam() throws { assertClose(try run(config(.adam, lr: 0.01)), [0.9785260531835489, -1.993337311935275]) }
+    func testAdamL2() throws { assertClose(try run(config(.adam, lr: 0.01) { $0.weightDecay = 0.1 }), [0.9756723162326255, -1.9795223819672634]) }
+    func testAdamW() throws { assertClose(try run(config(.adamw, lr: 0.01) { $0.weightDecay = 0.1 }), [0.9755570725927106, -1.9873618704872207]) }
+    func testRMSprop() throws { assertClose(try run(config(.rmsprop, lr: 0.01)), [0.9171210980353726, -1.9897688118849415]) }
+    func testRMSpropMomentumWeightDecay() throws {
+        assertClose(try run(config(.rmsprop, lr: 0.01) { $0.momentum = 0.9; $0.weightDecay = 0.1 }), [0.6905901660621652, -1.7464106903006333])
+    }
+
+    func testTorchDefaults() {
+        XCTAssertEqual(OptimizerConfig(kind: .adam).resolvedLearningRate, 1e-3)
+        XCTAssertEqual(OptimizerConfig(kind: .adamw).resolvedWeightDecay, 0.01)
+        XCTAssertEqual(OptimizerConfig(kind: .rmsprop).resolvedLearningRate, 0.01)
+        XCTAssertEqual(OptimizerConfig(kind: .sgd).resolvedWeightDecay, 0)
+    }
+
+    func testValidation() {
+        XCTAssertThrowsError(try OptimizerConfig(kind: .sgd, learningRate: -1).validate())
+        var c = OptimizerConfig(kind: .sgd, learningRate: 0.1)
+        c.nesterov = true
+        XCTAssertThrowsError(try c.validate(), "nesterov needs momentum")
+        c = OptimizerConfig(kind: .adam)
+        c.beta1 = 1
+        XCTAssertThrowsError(try c.validate())
+    }
+}
