@@ -56,6 +56,7 @@ public enum Downloader {
             throw DataError("cannot create \(dir): \(error.localizedDescription)")
         }
         let bases = mirror.map { [$0.hasSuffix("/") ? $0 : $0 + "/"] } ?? mirrors(for: kind)
+        var missing: [String] = []
         for resource in resources(for: kind) {
             let target = (dir as NSString).appendingPathComponent(resource.file)
             if let existing = FileManager.default.contents(atPath: target), md5Hex([UInt8](existing)) == resource.md5 {
@@ -81,9 +82,10 @@ public enum Downloader {
                     failures.append("\(url): \(error)")
                 }
             }
-            if !stored {
-                throw DataError("could not download \(resource.file) (\(failures.joined(separator: "; "))). Offline? Copy the MNIST files into a folder and point DDP_DATA_DIR (or --data-dir) at it")
-            }
+            if !stored { missing.append("\(resource.file) (\(failures.joined(separator: "; ")))") }
+        }
+        if !missing.isEmpty {
+            throw DataError("could not download \(missing.joined(separator: ", ")). Offline? Copy the four files into a folder and point DDP_DATA_DIR (or --data-dir) at it")
         }
     }
 

@@ -50,6 +50,8 @@ public final class Trainer {
     private let labels: UnsafeMutablePointer<Int32>
     private let lossBuffer = FloatBuffer(count: 1)
     private let stallHook: (rank: Int, step: Int)?
+    private let perturbHook: (rank: Int, step: Int)?
+    private var sampleTrace: FileHandle?
     private let killHook: (rank: Int, step: Int)?
 
     public init(config: TrainConfig, comm: Communicator) throws {
@@ -80,6 +82,12 @@ public final class Trainer {
         labels = .allocate(capacity: maxBatch)
         stallHook = Trainer.testHook("DDP_TEST_STALL")
         killHook = Trainer.testHook("DDP_TEST_KILL")
+        perturbHook = Trainer.testHook("DDP_TEST_PERTURB")
+        if let dir = ProcessInfo.processInfo.environment["DDP_TEST_TRACE_SAMPLES"] {
+            let path = dir + "/rank-\(comm.rank).txt"
+            FileManager.default.createFile(atPath: path, contents: nil)
+            sampleTrace = FileHandle(forWritingAtPath: path)
+        }
 
         // Identical start: rank 0's parameters (its own init, or the file only it reads) go to every rank.
         if let path = config.initWeights {
@@ -179,6 +187,7 @@ public final class Trainer {
 
         let (k, global) = sampler.fill(batch: b, into: indices)
         splits.train.gather(indices, count: k, into: model.input, labels: labels)
+        if let trace = sampleTrace { traceSamples(trace, k) }
         model.store.gradients.zero()
         lap(&times.data)
 
@@ -201,6 +210,7 @@ public final class Trainer {
         lap(&times.allreduceWait)
 
         optimizer.step(parameters: model.store.parameters.pointer, gradients: model.store.gradients.pointer, count: model.store.count)
+        if let s = perturbHook, s.rank == comm.rank, s.step == step { model.store.parameters[0] += 1e-3 }
         lap(&times.optimizer)
         times.steps += 1
         return (Double(lossBuffer[0]) / Double(global), global)
@@ -234,11 +244,20 @@ public final class Trainer {
     }
 
     // MARK: - Test hooks (fault injection for the integration tests)
+    // DDP_TEST_STALL=R:S   rank R sleeps forever before step S's all-reduce (the watchdog must fire)
+    // DDP_TEST_KILL=R:S    rank R sends itself SIGKILL at step S
+    // DDP_TEST_PERTURB=R:S rank R nudges one parameter after step S (--check-sync must notice)
+    // DDP_TEST_TRACE_SAMPLES=DIR  each rank writes "epoch index" per sample it trains on
 
     private static func testHook(_ name: String) -> (rank: Int, step: Int)? {
         guard let v = ProcessInfo.processInfo.environment[name] else { return nil }
         let parts = v.split(separator: ":").compactMap { Int($0) }
         return parts.count == 2 ? (parts[0], parts[1]) : nil
+    }
+
+    private func traceSamples(_ trace: FileHandle, _ k: Int) {
+        let line = (0..<k).map { "\(epoch) \(indices[$0])" }.joined(separator: "\n")
+        if k > 0 { trace.write((line + "\n").data(using: .utf8)!) }
     }
 
     private func testStall() {

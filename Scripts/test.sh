@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: unit tests in-process (local
+# communicator) and the MPI integration tests, which drive the release binary under mpirun.
+# Environment: DDP_DATA_DIR (default ../shared/data/mnist-10k beside the repository).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+export DDP_DATA_DIR="${DDP_DATA_DIR:-$DDP_ROOT/../shared/data/mnist-10k}"
+[ -d "$DDP_DATA_DIR" ] || { echo "[test] DDP_DATA_DIR=$DDP_DATA_DIR does not exist" >&2; exit 1; }
+export DDP_DATA_DIR=$(cd "$DDP_DATA_DIR" && pwd)
+
+# The interoperability test reads our safetensors with Python's safetensors package.
+if ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
+  echo "[test] installing Python safetensors and numpy" >&2
+  python3 -m pip install -q safetensors numpy
+fi
+export DDP_REQUIRE_PYTHON=1 DDP_TRAIN_BIN="$DDP_BIN"
+
+swift test 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]'

@@ -1,0 +1,181 @@
+import Data
+import Foundation
+import XCTest
+
+/// The command line as a user meets it: bad input, saved weights read by Python, evaluate, predict
+/// and download.
+final class CLITests: XCTestCase {
+    /// One line on stderr, exit status 1 or 2, no crash.
+    func assertCleanFailure(_ args: [String], mentions text: String, np: Int? = nil, file: StaticString = #filePath, line: UInt = #line) {
+        let r = Harness.run(args, np: np, timeout: 60)
+        XCTAssertTrue(r.status == 1 || r.status == 2 || (np != nil && r.status != 0), "status \(r.status) for \(args)", file: file, line: line)
+        let ours = r.stderrLines.filter { $0.hasPrefix("ddp-train") }
+        XCTAssertEqual(ours.count, 1, "one line for \(args): \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(text), "'\(r.stderr)' should mention '\(text)'", file: file, line: line)
+        if np == nil { XCTAssertEqual(r.stderrLines.count, 1, "nothing else on stderr: \(r.stderr)", file: file, line: line) }
+        for bad in ["Fatal error", "Stack dump", "Segmentation", "Illegal instruction"] {
+            XCTAssertFalse(r.stderr.contains(bad), "crash for \(args): \(r.stderr)", file: file, line: line)
+        }
+    }
+
+    func fixtureFolder(_ edit: (String) throws -> Void) rethrows -> String {
+        let dir = temporaryDirectory()
+        for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+            try! FileManager.default.copyItem(atPath: Harness.mnist + "/" + f, toPath: dir + "/" + f)
+        }
+        try edit(dir)
+        return dir
+    }
+
+    func testBadInputGivesOneClearLine() throws {
+        assertCleanFailure(["--data-dir", "/nonexistent/mnist"], mentions: "does not exist")
+        let truncated = try fixtureFolder { dir in
+            let data = FileManager.default.contents(atPath: dir + "/train-images-idx3-ubyte.gz")!
+            try data.prefix(data.count / 3).write(to: URL(fileURLWithPath: dir + "/train-images-idx3-ubyte.gz"))
+        }
+        assertCleanFailure(["--data-dir", truncated], mentions: "truncated gzip")
+        let magic = try fixtureFolder { dir in
+            try FileManager.default.removeItem(atPath: dir + "/train-labels-idx1-ubyte.gz")
+            try Data(IDXFile.encode(dims: [8000, 1, 1], bytes: [UInt8](repeating: 1, count: 8000)))
+                .write(to: URL(fileURLWithPath: dir + "/train-labels-idx1-ubyte"))
+        }
+        assertCleanFailure(["--data-dir", magic], mentions: "wrong magic number")
+        let counts = try fixtureFolder { dir in
+            try FileManager.default.removeItem(atPath: dir + "/train-labels-idx1-ubyte.gz")
+            try Data(IDXFile.encode(dims: [7999], bytes: [UInt8](repeating: 1, count: 7999)))
+                .write(to: URL(fileURLWithPath: dir + "/train-labels-idx1-ubyte"))
+        }
+        assertCleanFailure(["--data-dir", counts], mentions: "has 8000 images but train-labels-idx1-ubyte has 7999 labels")
+        let empty = try fixtureFolder { dir in
+            try FileManager.default.removeItem(atPath: dir + "/t10k-labels-idx1-ubyte.gz")
+            FileManager.default.createFile(atPath: dir + "/t10k-labels-idx1-ubyte", contents: Data())
+        }
+        assertCleanFailure(["--data-dir", empty], mentions: "empty file")
+        assertCleanFailure(["--model", "mlp:abc"], mentions: "invalid --model 'mlp:abc'")
+        assertCleanFailure(["--lr", "-1"], mentions: "invalid learning rate -1")
+        assertCleanFailure(["--batch-size", "0"], mentions: "invalid --batch-size 0")
+        assertCleanFailure(["--optimizer", "adagrad"], mentions: "invalid --optimizer 'adagrad'")
+        assertCleanFailure(["--epochs", "two"], mentions: "--epochs")
+        assertCleanFailure(["--dataset", "cifar10"], mentions: "invalid --dataset 'cifar10'")
+
+        let dir = temporaryDirectory()
+        let notSafetensors = dir + "/notes.safetensors"
+        try "just some text, not tensors".write(toFile: notSafetensors, atomically: true, encoding: .utf8)
+        assertCleanFailure(["--init-weights", notSafetensors], mentions: "not a valid safetensors file")
+        let small = dir + "/small.safetensors"
+        let ok = Harness.run(["--dataset", "synthetic:200", "--model", "mlp:16", "--max-steps", "1", "--save", small, "--log-every", "0"])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        assertCleanFailure(["--dataset", "synthetic:200", "--model", "mlp:32", "--init-weights", small],
+                           mentions: "tensor '0.weight' has shape [16, 784], the model needs [32, 784]")
+        // Under mpirun: rank 0 alone reads the file; every rank stops, and only rank 0 prints.
+        assertCleanFailure(["--dataset", "synthetic:200", "--model", "mlp:32", "--init-weights", small],
+                           mentions: "the model needs [32, 784]", np: 2)
+    }
+
+    /// Python's safetensors package (numpy) reads what --save writes, with PyTorch's names.
+    func testPythonSafetensorsReadsOurFile() throws {
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", "-c", "import safetensors.numpy"]
+        python.standardError = FileHandle.nullDevice
+        try python.run()
+        python.waitUntilExit()
+        if python.terminationStatus != 0 {
+            if ProcessInfo.processInfo.environment["DDP_REQUIRE_PYTHON"] == "1" {
+                XCTFail("python3 cannot import safetensors.numpy (Scripts/test.sh installs it)")
+            }
+            throw XCTSkip("python3 has no safetensors package; Scripts/test.sh installs it")
+        }
+        let dir = temporaryDirectory()
+        let path = dir + "/mlp.safetensors"
+        let r = Harness.run(["--dataset", "synthetic:300", "--model", "mlp:512,512", "--max-steps", "2", "--save", path, "--log-every", "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let script = """
+        import sys
+        from safetensors.numpy import load_file
+        d = load_file(sys.argv[1])
+        for k in sorted(d):
+            v = d[k]
+            print(k, v.dtype, list(v.shape), repr(float(v.reshape(-1)[1])))
+        """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script, path]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let lines = out.split(separator: "\n").map { $0.split(separator: " ") }
+        XCTAssertEqual(lines.map { String($0[0]) }, ["0.bias", "0.weight", "2.bias", "2.weight", "4.bias", "4.weight"])
+        XCTAssert(lines.allSatisfy { $0[1] == "float32" })
+        XCTAssertEqual(lines.map { $0[2...].dropLast().joined(separator: " ") },
+                       ["[512]", "[512, 784]", "[512]", "[512, 512]", "[10]", "[10, 512]"])
+        let ours = try Harness.weights(path)
+        XCTAssertEqual(Float(lines[1].last!)!, ours["0.weight"]![1], "Python reads the same values")
+    }
+
+    func testEvaluateAndPredictSavedWeights() throws {
+        let dir = temporaryDirectory()
+        let path = dir + "/w.safetensors"
+        let r = Harness.run(["--model", "mlp:64", "--epochs", "1", "--lr", "0.05", "--momentum", "0.9", "--save", path, "--log-every", "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let e = Harness.run(["evaluate", "--weights", path])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        XCTAssertEqual(Harness.accuracy(e.stdout), Harness.accuracy(r.stdout), "evaluate reproduces the training run's final result")
+        XCTAssertTrue(e.stdout.contains("Confusion matrix"))
+        let p = Harness.run(["predict", "--weights", path, "--index", "0"])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        XCTAssertTrue(p.stdout.contains("Predicted: "), p.stdout)
+        XCTAssertEqual(p.stdout.split(separator: "\n").filter { $0.hasPrefix("  ") && $0.contains("0.") }.count, 10, p.stdout)
+        let bad = Harness.run(["predict", "--weights", path, "--index", "5000"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.contains("invalid --index 5000"), bad.stderr)
+        // Fashion-MNIST shows class names wherever classes are shown.
+        let f = Harness.run(["predict", "--weights", path, "--index", "3", "--dataset", "fashion-mnist"])
+        XCTAssertTrue(f.stdout.contains("Ankle boot"), f.stdout)
+    }
+
+    /// `download` against a local HTTP server serving ../shared/data (these machines are offline).
+    func testDownloadVerifiesChecksumsFromLocalMirror() throws {
+        let served = temporaryDirectory()
+        // The published t10k files (byte-identical to the official ones), plus a corrupted train file.
+        let t10k = (Harness.mnist as NSString).deletingLastPathComponent + "/mnist-t10k"
+        for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+            try FileManager.default.copyItem(atPath: t10k + "/" + f, toPath: served + "/" + f)
+        }
+        try Data("corrupt".utf8).write(to: URL(fileURLWithPath: served + "/train-images-idx3-ubyte.gz"))
+        let port = 18_000 + Int.random(in: 0..<2000)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", served]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { server.terminate() }
+        Thread.sleep(forTimeInterval: 1.0)
+
+        let target = temporaryDirectory() + "/mnist"
+        let r = Harness.run(["download", "--dir", target, "--mirror", "http://127.0.0.1:\(port)/", "--timeout", "5"], timeout: 60)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("train-images-idx3-ubyte.gz") && r.stderr.contains("checksum mismatch"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target + "/train-images-idx3-ubyte.gz"), "a bad file is never stored")
+
+        // The t10k files are the published ones: they verify and are stored; the train files fail.
+        for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+            XCTAssertEqual(FileManager.default.contents(atPath: target + "/" + f), FileManager.default.contents(atPath: t10k + "/" + f))
+        }
+        XCTAssertTrue(r.stdout.contains("t10k-images-idx3-ubyte.gz: downloaded"), r.stdout)
+        XCTAssertTrue(r.stderr.contains("train-labels-idx1-ubyte.gz") && r.stderr.contains("HTTP 404"), r.stderr)
+        XCTAssertEqual(r.stderrLines.count, 1, r.stderr)
+        // Run again: what is present and valid is kept, not fetched again.
+        let again = Harness.run(["download", "--dir", target, "--mirror", "http://127.0.0.1:\(port)/", "--timeout", "5"], timeout: 60)
+        XCTAssertTrue(again.stdout.contains("t10k-labels-idx1-ubyte.gz: present, checksum ok"), again.stdout)
+
+        let offline = Harness.run(["download", "--dir", target, "--mirror", "http://127.0.0.1:9/", "--timeout", "3"], timeout: 60)
+        XCTAssertEqual(offline.status, 1)
+        XCTAssertTrue(offline.stderr.contains("DDP_DATA_DIR"), "offline failure names DDP_DATA_DIR: \(offline.stderr)")
+        XCTAssertEqual(offline.stderrLines.count, 1, offline.stderr)
+    }
+}

@@ -1,0 +1,88 @@
+import Data
+import Foundation
+import XCTest
+
+/// Runs the ddp-train binary, alone or under mpirun, as a user would.
+enum Harness {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    /// $DDP_TRAIN_BIN (set by Scripts/test.sh to the release build), else a build in .build.
+    static var binary: String {
+        if let b = ProcessInfo.processInfo.environment["DDP_TRAIN_BIN"], !b.isEmpty { return b }
+        for config in ["release", "debug"] {
+            let p = packageRoot + "/.build/\(config)/ddp-train"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return packageRoot + "/.build/debug/ddp-train"
+    }
+
+    static var mnist: String {
+        if let d = ProcessInfo.processInfo.environment["DDP_DATA_DIR"], !d.isEmpty { return d }
+        return (packageRoot as NSString).deletingLastPathComponent + "/shared/data/mnist-10k"
+    }
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+        let seconds: Double
+        var stderrLines: [Substring] { stderr.split(separator: "\n") }
+    }
+
+    /// `np` nil runs the binary alone (local mode); otherwise under `mpirun -np N --oversubscribe`.
+    /// A run that outlives `timeout` is killed and reported with status 137.
+    static func run(_ args: [String], np: Int? = nil, mpiArgs: [String] = [], env: [String: String] = [:], timeout: Int = 300) -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        var argv = ["-s", "KILL", String(timeout)]
+        if let np { argv += ["mpirun", "-np", String(np), "--oversubscribe"] + mpiArgs }
+        process.arguments = argv + [binary] + args
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        environment["DDP_DATA_DIR"] = mnist
+        for (k, v) in env { environment[k] = v }
+        process.environment = environment
+        let outFile = temporaryDirectory() + "/out", errFile = outFile + ".err"
+        FileManager.default.createFile(atPath: outFile, contents: nil)
+        FileManager.default.createFile(atPath: errFile, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: outFile)
+        process.standardError = FileHandle(forWritingAtPath: errFile)
+        process.standardInput = FileHandle.nullDevice
+        let start = Date()
+        do { try process.run() } catch { return Result(status: -1, stdout: "", stderr: "\(error)", seconds: 0) }
+        process.waitUntilExit()
+        let out = (try? String(contentsOfFile: outFile, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: errFile, encoding: .utf8)) ?? ""
+        return Result(status: process.terminationStatus, stdout: out, stderr: err, seconds: Date().timeIntervalSince(start))
+    }
+
+    static func weights(_ path: String) throws -> [String: [Float]] {
+        try SafeTensors.read(path: path).tensors.mapValues(\.values)
+    }
+
+    static func maxAbsDifference(_ a: [String: [Float]], _ b: [String: [Float]]) -> Float {
+        guard a.keys.sorted() == b.keys.sorted() else { return .infinity }
+        var m: Float = 0
+        for (k, va) in a {
+            let vb = b[k]!
+            guard va.count == vb.count else { return .infinity }
+            for i in 0..<va.count { m = max(m, abs(va[i] - vb[i])) }
+        }
+        return m
+    }
+
+    /// "Test set: Average loss: 0.1294, Accuracy: 1922/2000 (96.1%)" -> 0.961 (the last such line)
+    static func accuracy(_ stdout: String) -> Double? {
+        guard let line = stdout.split(separator: "\n").last(where: { $0.contains("Accuracy: ") }),
+              let frac = line.split(separator: " ").first(where: { $0.contains("/") && $0.first!.isNumber }) else { return nil }
+        let parts = frac.split(separator: "/").compactMap { Double($0) }
+        return parts.count == 2 ? parts[0] / parts[1] : nil
+    }
+}
+
+func temporaryDirectory() -> String {
+    let dir = NSTemporaryDirectory() + "ddp-it-\(UUID().uuidString)"
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
