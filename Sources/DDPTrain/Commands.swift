@@ -106,6 +106,14 @@ struct Train: ParsableCommand {
     var shardData = false
     @Option(help: "Abort the job if a collective waits longer than this many seconds.")
     var stallTimeout: Double = 300
+    @Option(help: "Directory for checkpoints (with --checkpoint-every and --resume).")
+    var checkpointDir: String?
+    @Option(help: "Write a checkpoint every N steps (and at every epoch end); 0: epoch ends only.")
+    var checkpointEvery = 0
+    @Option(help: "Keep the newest K checkpoints.")
+    var keep = 3
+    @Option(help: "Resume from PATH, or with no value from the newest readable checkpoint in --checkpoint-dir.")
+    var resume: String?
     @Option(help: "OpenBLAS threads per rank (default: 1 when ranks share a node, else all cores).")
     var blasThreads: Int?
     @Flag(help: "Print nothing but errors.")
@@ -136,16 +144,45 @@ struct Train: ParsableCommand {
         c.shardData = shardData
         c.stallTimeout = stallTimeout
         c.quiet = quiet
+        c.checkpointDir = checkpointDir
+        c.checkpointEvery = checkpointEvery
+        c.keep = keep
+        c.resume = resume
         try c.validate()
         if let n = blasThreads, n < 1 { throw ValidationError("invalid --blas-threads \(n): must be at least 1") }
 
         let comm = try makeCommunicator(stallTimeout: c.stallTimeout)
         let blas = BLASEnvironment.configureThreads(override: blasThreads, localSize: comm.localSize)
+        installStopSignalHandlers()
         let trainer = try Trainer(config: c, comm: comm)
+        var checkpointer: Checkpointer?
+        if let dir = c.checkpointDir {
+            let cp = try Checkpointer(directory: dir, every: c.checkpointEvery, keep: c.keep, comm: comm)
+            trainer.afterStep = { try cp.afterStep($0, evaluated: $1) }
+            checkpointer = cp
+        }
+        var resumed: String?
+        if let choice = c.resume {
+            guard let cp = checkpointer else { throw ValidationError("--resume needs --checkpoint-dir") }
+            resumed = try cp.resume(choice, into: trainer)
+        }
         trainer.printHeader(extra: [blas])
+        if c.resume != nil {
+            trainer.console.line(resumed.map { "Resumed from \($0) at step \(trainer.step) (epoch \(trainer.epoch + 1), batch \(trainer.batchInEpoch))" }
+                                 ?? "No checkpoint in \(c.checkpointDir ?? "?"): starting from scratch")
+        }
         try trainer.run()
+        if trainer.stoppedBySignal {
+            checkpointer?.write(trainer)
+            trainer.console.line("Stopped by signal at step \(trainer.step); exit status \(Train.signalExitStatus). Resume with --resume.")
+            comm.finalize()
+            throw ExitCode(Train.signalExitStatus)
+        }
         comm.finalize()
     }
+
+    /// Exit status after a clean stop on SIGTERM/SIGINT (checkpoint written): EX_TEMPFAIL.
+    static let signalExitStatus: Int32 = 75
 }
 
 /// Builds the model a weights file needs: `--model` if given, else the spec saved in the file.

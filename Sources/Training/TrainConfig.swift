@@ -76,7 +76,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if let n = normalize {
             guard n.count == 2, n[1] > 0 else { throw TrainingError("invalid --normalize: expected MEAN,STD with STD > 0") }
         }
-        if (checkpointEvery > 0 || resume != nil) && checkpointDir == nil && !(resume.map { $0 != "latest" } ?? false) {
+        if (checkpointEvery > 0 || resume != nil) && checkpointDir == nil {
             throw TrainingError("--checkpoint-every and --resume need --checkpoint-dir")
         }
     }

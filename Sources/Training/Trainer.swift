@@ -42,13 +42,18 @@ public final class Trainer {
     public private(set) var lastEval: EvalResult?
 
     public var times = StepTimes()
-    /// Called on rank 0 and every other rank after each optimizer step and epoch end (checkpoints).
-    public var afterStep: ((Trainer, _ epochEnded: Bool) throws -> Void)?
+    /// Called on every rank after each optimizer step and after each evaluation (checkpoints).
+    public var afterStep: ((Trainer, _ evaluated: Bool) throws -> Void)?
+    /// Whether the last evaluation set a new best accuracy.
+    public private(set) var lastEvalImproved = false
+    /// True when training stopped early because some rank got SIGTERM or SIGINT.
+    public private(set) var stoppedBySignal = false
 
     // Preallocated per-step buffers.
     private let indices: UnsafeMutablePointer<Int32>
     private let labels: UnsafeMutablePointer<Int32>
-    private let lossBuffer = FloatBuffer(count: 1)
+    /// [this rank's loss sum, 1 if this rank was asked to stop], summed over ranks every step.
+    private let lossBuffer = FloatBuffer(count: 2)
     private let stallHook: (rank: Int, step: Int)?
     private let perturbHook: (rank: Int, step: Int)?
     private var sampleTrace: FileHandle?
@@ -81,7 +86,8 @@ public final class Trainer {
         indices = .allocate(capacity: maxBatch)
         labels = .allocate(capacity: maxBatch)
         stallHook = Trainer.testHook("DDP_TEST_STALL")
-        killHook = Trainer.testHook("DDP_TEST_KILL")
+        // A resumed run is not killed again, so a supervisor's restart can finish.
+        killHook = config.resume == nil ? Trainer.testHook("DDP_TEST_KILL") : nil
         perturbHook = Trainer.testHook("DDP_TEST_PERTURB")
         if let dir = ProcessInfo.processInfo.environment["DDP_TEST_TRACE_SAMPLES"] {
             let path = dir + "/rank-\(comm.rank).txt"
@@ -147,6 +153,12 @@ public final class Trainer {
                 }
                 if config.checkSync > 0 && step % config.checkSync == 0 { try checkSync() }
                 if let m = config.maxSteps, step >= m { stop = true }
+                if stopAgreed {
+                    stoppedBySignal = true
+                    console.clearBar()
+                    console.line("Stop requested (SIGTERM/SIGINT): stopping after step \(step)")
+                    return lastEval
+                }
                 if batchInEpoch < batches { try afterStep?(self, false) }
             }
             let epochSeconds = monotonicSeconds() - epochStart
@@ -157,13 +169,13 @@ public final class Trainer {
             lastEval = result
             console.line(result.line(setName: splits.evalName))
             metrics?.eval(epoch: epoch + 1, loss: result.loss, accuracy: result.accuracy)
-            let epochEnded = batchInEpoch >= batches
-            if epochEnded {
+            if batchInEpoch >= batches {
                 epoch += 1
                 batchInEpoch = 0
             }
+            lastEvalImproved = result.accuracy > bestAccuracy
+            if lastEvalImproved { bestAccuracy = result.accuracy }
             try afterStep?(self, true)
-            if result.accuracy > bestAccuracy { bestAccuracy = result.accuracy }
         }
         if let result = lastEval {
             console.line(result.confusion.render(classNames: splits.eval.classNames))
@@ -195,11 +207,12 @@ public final class Trainer {
         if k > 0 { model.forward(batch: k, context: context) }
         lossBuffer[0] = k > 0 ? Float(loss.evaluate(model.output, labels: labels, batch: k, classes: model.classes,
                                                      gradScale: 1 / Float(global), grad: model.outputGrad)) : 0
+        lossBuffer[1] = stopRequested != 0 ? 1 : 0
         lap(&times.forward)
 
         if let s = stallHook, s.rank == comm.rank, s.step == step { testStall() }
         if let s = killHook, s.rank == comm.rank, s.step == step { testKill() }
-        let lossRequest = try comm.startAllreduceSum(lossBuffer.pointer, count: 1, what: "allreduce(loss)")
+        let lossRequest = try comm.startAllreduceSum(lossBuffer.pointer, count: 2, what: "allreduce(loss)")
         sync.reset()
         if k > 0 {
             model.backward(batch: k, context: context) { [sync] offset in try? sync.ready(from: offset) }
@@ -215,6 +228,9 @@ public final class Trainer {
         times.steps += 1
         return (Double(lossBuffer[0]) / Double(global), global)
     }
+
+    /// Whether any rank asked to stop during the last step (known to all ranks at once).
+    var stopAgreed: Bool { lossBuffer[1] > 0 }
 
     public func evaluate() throws -> EvalResult {
         try Evaluator.evaluate(model: model, loss: loss, dataset: splits.eval, comm: comm, indices: indices, labels: labels)
@@ -269,6 +285,17 @@ public final class Trainer {
         FileHandle.standardError.write("ddp-train: test hook: rank \(comm.rank) kills itself (SIGKILL) at step \(step)\n".data(using: .utf8)!)
         Glibc.kill(getpid(), SIGKILL)
     }
+}
+
+/// Set from the SIGTERM/SIGINT handler; read once per step and agreed on by all ranks.
+nonisolated(unsafe) public var stopRequested: Int32 = 0
+
+/// Asks training to stop at the next step boundary on SIGTERM or SIGINT (Slurm preemption, Ctrl-C).
+public func installStopSignalHandlers() {
+    signal(SIGTERM) { _ in stopRequested = 1 }
+    signal(SIGINT) { _ in stopRequested = 1 }
+    // A file-size limit turns into a failed write (reported) instead of killing the process.
+    signal(SIGXFSZ, SIG_IGN)
 }
 
 /// Runs `body` on rank 0 only and tells every rank whether it failed, so that an error only rank 0

@@ -31,12 +31,28 @@ enum Harness {
 
     /// `np` nil runs the binary alone (local mode); otherwise under `mpirun -np N --oversubscribe`.
     /// A run that outlives `timeout` is killed and reported with status 137.
-    static func run(_ args: [String], np: Int? = nil, mpiArgs: [String] = [], env: [String: String] = [:], timeout: Int = 300) -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        var argv = ["-s", "KILL", String(timeout)]
+    /// With `terminateAfter`, the launched process (ddp-train or mpirun) gets SIGTERM after that many seconds.
+    static func run(_ args: [String], np: Int? = nil, mpiArgs: [String] = [], env: [String: String] = [:], timeout: Int = 300,
+                    terminateAfter: Double? = nil) -> Result {
+        var argv: [String] = []
         if let np { argv += ["mpirun", "-np", String(np), "--oversubscribe"] + mpiArgs }
-        process.arguments = argv + [binary] + args
+        return runCommand(argv + [binary] + args, env: env, timeout: timeout, terminateAfter: terminateAfter)
+    }
+
+    /// The binary under `bash -c script` (for ulimit and the like): the script runs "$0" "$@".
+    static func runShell(_ script: String, args: [String], env: [String: String] = [:]) -> Result {
+        runCommand(["/bin/bash", "-c", script, binary] + args, env: env)
+    }
+
+    static func runCommand(_ command: [String], env: [String: String] = [:], timeout: Int = 300, terminateAfter: Double? = nil) -> Result {
+        let process = Process()
+        if terminateAfter != nil {
+            process.executableURL = URL(fileURLWithPath: command[0].contains("/") ? command[0] : "/usr/bin/" + command[0])
+            process.arguments = Array(command.dropFirst())
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+            process.arguments = ["-s", "KILL", String(timeout)] + command
+        }
         var environment = ProcessInfo.processInfo.environment
         environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
@@ -51,6 +67,10 @@ enum Harness {
         process.standardInput = FileHandle.nullDevice
         let start = Date()
         do { try process.run() } catch { return Result(status: -1, stdout: "", stderr: "\(error)", seconds: 0) }
+        if let t = terminateAfter {
+            Thread.sleep(forTimeInterval: t)
+            process.terminate()
+        }
         process.waitUntilExit()
         let out = (try? String(contentsOfFile: outFile, encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: errFile, encoding: .utf8)) ?? ""
