@@ -4,15 +4,18 @@ import Glibc
 
 /// Chooses OpenBLAS's core type and thread count for this process.
 ///
-/// OpenBLAS 0.3.21 misdetects AVX-512 CPUs as Haswell (about half the sgemm speed). The core type is
-/// read once, when the library loads, so if the CPU has AVX-512 and neither OPENBLAS_CORETYPE nor
-/// DDP_BLAS_CORETYPE says otherwise, the process sets OPENBLAS_CORETYPE=SkylakeX and re-executes
-/// itself before doing anything else (before MPI_Init too). `DDP_BLAS_CORETYPE=NAME` forces a core
+/// OpenBLAS 0.3.21 misdetects some AVX-512 CPUs as Haswell (about half the sgemm speed). The core
+/// type is read once, when the library loads, so if the CPU has AVX-512, OpenBLAS chose a kernel
+/// without it, and neither OPENBLAS_CORETYPE nor DDP_BLAS_CORETYPE says otherwise, the process sets
+/// OPENBLAS_CORETYPE=SkylakeX and re-executes itself before doing anything else (before MPI_Init). `DDP_BLAS_CORETYPE=NAME` forces a core
 /// type; `DDP_BLAS_CORETYPE=native` keeps OpenBLAS's own choice.
 ///
 /// Threads: one per rank when several ranks share the node (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE),
 /// all cores in local mode; `--blas-threads N` or DDP_BLAS_THREADS overrides.
 enum BLASEnvironment {
+    /// OpenBLAS kernels that use AVX-512.
+    static let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
+
     static func prepareCoreType() {
         let env = ProcessInfo.processInfo.environment
         if env["DDP_BLAS_REEXEC"] != nil { return }
@@ -23,15 +26,16 @@ enum BLASEnvironment {
                 wanted = forced
                 reason = "DDP_BLAS_CORETYPE"
             }
-        } else if env["OPENBLAS_CORETYPE"] == nil && cpuHasAVX512() {
+        } else if env["OPENBLAS_CORETYPE"] == nil && cpuHasAVX512() && !avx512Cores.contains(BLAS.coreName.lowercased()) {
+            // The library is loaded by now: its own choice is known, and it missed AVX-512.
             wanted = "SkylakeX"
-            reason = "auto: CPU has AVX-512"
+            reason = "auto: OpenBLAS chose \(BLAS.coreName) on an AVX-512 CPU"
         }
-        // One thread per rank from the start when ranks share a node, so no idle pools are created.
-        let localSize = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
         guard let core = wanted else { return }
         setenv("OPENBLAS_CORETYPE", core, 1)
         setenv("DDP_BLAS_REEXEC", reason, 1)
+        // One thread per rank from the start when ranks share a node, so no idle pools are created.
+        let localSize = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
         if localSize > 1 && env["OPENBLAS_NUM_THREADS"] == nil { setenv("OPENBLAS_NUM_THREADS", "1", 1) }
         var argv = CommandLine.arguments.map { strdup($0) } + [nil]
         execv("/proc/self/exe", &argv)
@@ -61,7 +65,7 @@ enum BLASEnvironment {
             threads = cores; why = "local mode, \(cores) cores"
         }
         BLAS.setThreads(threads)
-        let coreSource = env["DDP_BLAS_REEXEC"] ?? (env["OPENBLAS_CORETYPE"] != nil ? "OPENBLAS_CORETYPE" : "OpenBLAS detection")
+        let coreSource = env["DDP_BLAS_REEXEC"] ?? (env["OPENBLAS_CORETYPE"] != nil ? "OPENBLAS_CORETYPE" : "OpenBLAS's detection")
         return "OpenBLAS: core \(BLAS.coreName) (\(coreSource)), \(BLAS.threads) thread\(BLAS.threads == 1 ? "" : "s") per rank (\(why))"
     }
 }

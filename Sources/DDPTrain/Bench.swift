@@ -1,2 +1,48 @@
 import ArgumentParser
-struct Bench: ParsableCommand { func run() throws {} }
+import Foundation
+import Training
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training speed: samples/s, time per phase, and efficiency against the sgemm bound.",
+        discussion: "Prints one JSON object (rank 0). Example: mpirun -np 2 ddp-train bench --batch-size 64")
+
+    @Option(help: "Model to train.")
+    var model = "mlp:512,512"
+    @Option(help: "Samples per rank per step.")
+    var batchSize = 64
+    @Option(help: "Timed steps.")
+    var steps = 300
+    @Option(help: "Untimed steps first.")
+    var warmup = 30
+    @Option(help: "sgd, adam, adamw or rmsprop.")
+    var optimizer = "sgd"
+    @Option(help: "Gradient all-reduce bucket size in MiB.")
+    var bucketMb: Double = 1
+    @Option(help: "OpenBLAS threads per rank (default as for training).")
+    var blasThreads: Int?
+
+    func run() throws {
+        var c = TrainConfig()
+        c.dataset = "synthetic:\(max(20_000, batchSize * 64))"
+        c.model = model
+        c.batchSize = batchSize
+        c.optimizer = optimizer
+        c.momentum = optimizer == "sgd" ? 0.9 : 0
+        c.lr = 0.01
+        c.bucketMB = bucketMb
+        c.quiet = true
+        c.evalBatch = 1
+        try c.validate()
+        let comm = try makeCommunicator(stallTimeout: 300)
+        _ = BLASEnvironment.configureThreads(override: blasThreads, localSize: comm.localSize)
+        let trainer = try Trainer(config: c, comm: comm)
+        let report = try Benchmark.run(trainer: trainer, steps: steps, warmup: warmup)
+        if comm.isRoot {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        }
+        comm.finalize()
+    }
+}
