@@ -18,7 +18,7 @@ struct Bench: ParsableCommand {
     @Option(help: "sgd, adam, adamw or rmsprop.")
     var optimizer = "sgd"
     @Option(help: "Gradient all-reduce bucket size in MiB.")
-    var bucketMb: Double = 1
+    var bucketMb: Double = 25
     @Option(help: "OpenBLAS threads per rank (default as for training).")
     var blasThreads: Int?
 

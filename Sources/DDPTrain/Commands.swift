@@ -99,7 +99,7 @@ struct Train: ParsableCommand {
     var logEvery = 10
 
     @Option(help: "Gradient all-reduce bucket size in MiB.")
-    var bucketMb: Double = 1
+    var bucketMb: Double = 25
     @Option(help: "Compare a parameter checksum across ranks every N steps (0: never).")
     var checkSync = 0
     @Flag(help: "Each rank keeps only a contiguous 1/W of the training set (results then depend on the number of ranks).")

@@ -10,20 +10,26 @@ public struct StepContext {
     public var step: UInt64
     /// Dataset index of each row of the batch, or nil (eval, or no dropout).
     public var sampleIDs: UnsafePointer<Int32>?
+    /// false: backward *writes* parameter gradients (no zeroing pass needed before it);
+    /// true: it *adds* to them (gradient accumulation over several backward passes).
+    public var accumulateGradients: Bool
 
-    public init(training: Bool, seed: UInt64 = 0, step: UInt64 = 0, sampleIDs: UnsafePointer<Int32>? = nil) {
+    public init(training: Bool, seed: UInt64 = 0, step: UInt64 = 0, sampleIDs: UnsafePointer<Int32>? = nil,
+                accumulateGradients: Bool = false) {
         self.training = training
         self.seed = seed
         self.step = step
         self.sampleIDs = sampleIDs
+        self.accumulateGradients = accumulateGradients
     }
 
     public static let eval = StepContext(training: false)
 }
 
 /// A layer with explicit forward and backward, llm.c style: plain pointers in, plain pointers out.
-/// Shapes are per sample; buffers hold `batch` samples row-major. `backward` *accumulates* parameter
-/// gradients (`+=`) and *writes* the input gradient `dx` (nil when nobody needs it).
+/// Shapes are per sample; buffers hold `batch` samples row-major. `backward` writes the parameter
+/// gradients, or adds to them when `context.accumulateGradients`, and writes the input gradient `dx`
+/// (nil when nobody needs it).
 public protocol Layer: AnyObject {
     /// PyTorch's class name, for the summary.
     var typeName: String { get }

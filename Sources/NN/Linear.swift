@@ -55,10 +55,14 @@ public final class Linear: Layer {
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        // dW (out, in) += dy^T (out, B) x (B, in)
+        // dW (out, in) (+)= dy^T (out, B) x (B, in)
+        let accumulate = context.accumulateGradients
         Kernels.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
-                     a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: weightGrad, ldc: inFeatures)
-        if let biasGrad { Kernels.addColumnSums(dy, rows: batch, cols: outFeatures, into: biasGrad) }
+                     a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: accumulate ? 1 : 0, c: weightGrad, ldc: inFeatures)
+        if let biasGrad {
+            if !accumulate { biasGrad.update(repeating: 0, count: outFeatures) }
+            Kernels.addColumnSums(dy, rows: batch, cols: outFeatures, into: biasGrad)
+        }
         // dx (B, in) = dy (B, out) W (out, in)
         if let dx {
             Kernels.gemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,

@@ -26,7 +26,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var initWeights: String?
     public var metricsPath: String?
     public var logEvery = 10
-    public var bucketMB: Double = 1
+    public var bucketMB: Double = 25
     public var checkSync = 0
     public var shardData = false
     public var stallTimeout: Double = 300

@@ -76,6 +76,7 @@ public final class Trainer {
         model = spec.build(inputShape: splits.train.sampleShape, classes: splits.train.classes, maxBatch: maxBatch,
                            seed: config.seed, logSoftmax: lossKind == .nll)
         optimizer = try config.optimizerConfig.make(parameterCount: model.store.count)
+        optimizer.threads = 1
         sampler = Sampler(datasetCount: splits.train.count, perRankBatch: config.batchSize, rank: comm.rank, world: comm.size,
                           seed: config.seed, shuffle: config.shuffle, dropLast: config.dropLast, shardData: config.shardData)
         guard sampler.batchesPerEpoch > 0 else {
@@ -200,7 +201,8 @@ public final class Trainer {
         let (k, global) = sampler.fill(batch: b, into: indices)
         splits.train.gather(indices, count: k, into: model.input, labels: labels)
         if let trace = sampleTrace { traceSamples(trace, k) }
-        model.store.gradients.zero()
+        // Backward writes every gradient; a rank with no sample this step contributes zeros.
+        if k == 0 { model.store.gradients.zero() }
         lap(&times.data)
 
         let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices)
