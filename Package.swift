@@ -38,7 +38,8 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Optim"]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+        .target(name: "MallocCounter", path: "Tests/MallocCounter"),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "MallocCounter"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Data"]),
     ],
     swiftLanguageModes: [.v5]

@@ -65,10 +65,14 @@ public enum CounterRandom {
         Float(splitMix64(key ^ splitMix64(counter)) >> 40) * 0x1p-24
     }
 
-    public static func key(_ parts: UInt64...) -> UInt64 {
+    /// A key from four integers (fixed arity: a variadic would allocate an array per call).
+    @inline(__always)
+    public static func key(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64) -> UInt64 {
         var h: UInt64 = 0x6A09_E667_F3BC_C908
-        for p in parts { h = splitMix64(h ^ p) }
-        return h
+        h = splitMix64(h ^ a)
+        h = splitMix64(h ^ b)
+        h = splitMix64(h ^ c)
+        return splitMix64(h ^ d)
     }
 }
 

@@ -89,19 +89,19 @@ public final class Sequential {
 
     public func forward(batch: Int, context: StepContext) {
         precondition(batch <= maxBatch)
-        for (i, layer) in layers.enumerated() {
-            layer.forward(activations[i], activations[i + 1], batch: batch, context: context)
+        for i in 0..<layers.count {
+            layers[i].forward(activations[i], activations[i + 1], batch: batch, context: context)
         }
     }
 
     /// Backpropagates `outputGrad`, accumulating into the store's gradients. After each layer with
     /// parameters, `parametersReady(offset)` says that every gradient at or after `offset` is final,
     /// which lets the caller start all-reducing those buckets while backward goes on.
-    public func backward(batch: Int, context: StepContext, parametersReady: ((Int) -> Void)? = nil) {
+    public func backward(batch: Int, context: StepContext, parametersReady: (Int) -> Void = { _ in }) {
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
             layers[i].backward(x: activations[i], y: activations[i + 1], dy: activationGrads[i + 1],
                                dx: needsInputGrad[i] ? activationGrads[i] : nil, batch: batch, context: context)
-            if let start = parameterStart[i] { parametersReady?(start) }
+            if let start = parameterStart[i] { parametersReady(start) }
         }
     }
 

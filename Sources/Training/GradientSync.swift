@@ -30,11 +30,22 @@ public final class GradientSync {
         labels = (0..<b.count).map { "allreduce(gradient bucket \($0 + 1)/\(b.count))" }
     }
 
+    /// An error from starting a bucket during backward, thrown by `finish`.
+    private var pendingError: Error?
+
     /// Call before backward.
-    public func reset() { launched = 0 }
+    public func reset() {
+        launched = 0
+        pendingError = nil
+    }
 
     /// Backward says every gradient at or after `offset` is final: start the buckets that are.
-    public func ready(from offset: Int) throws {
+    /// Errors are kept for `finish`, so backward's callback needs no error handling.
+    public func ready(from offset: Int) {
+        do { try launch(from: offset) } catch { pendingError = pendingError ?? error }
+    }
+
+    private func launch(from offset: Int) throws {
         while launched < buckets.count && buckets[launched].lowerBound >= offset {
             let r = buckets[launched]
             requests[launched] = try comm.startAllreduceSum(gradients + r.lowerBound, count: r.count, what: labels[launched])
@@ -45,7 +56,8 @@ public final class GradientSync {
 
     /// Starts what is left and waits for every bucket.
     public func finish() throws {
-        try ready(from: 0)
+        if let pendingError { throw pendingError }
+        try launch(from: 0)
         for i in 0..<buckets.count { try comm.wait(requests[i]) }
     }
 }

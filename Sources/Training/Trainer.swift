@@ -13,6 +13,16 @@ public struct StepTimes {
     public mutating func reset() { self = StepTimes() }
 }
 
+/// Splits a step into timed phases: `clock.lap(&times.forward)` adds the time since the last lap.
+struct PhaseClock {
+    private var last = monotonicSeconds()
+    mutating func lap(_ into: inout Double) {
+        let now = monotonicSeconds()
+        into += (now - last) * 1000
+        last = now
+    }
+}
+
 /// Data-parallel training, one batch from disk to the optimizer step:
 ///
 ///     sampler.fill -> dataset.gather -> zero_grad -> forward -> loss -> backward (buckets all-reduced
@@ -195,38 +205,37 @@ public final class Trainer {
     /// global batch size. Allocates nothing.
     @discardableResult
     public func trainStep(batch b: Int) throws -> (loss: Double, globalCount: Int) {
-        var t = monotonicSeconds()
-        func lap(_ into: inout Double) { let n = monotonicSeconds(); into += (n - t) * 1000; t = n }
+        var clock = PhaseClock()
 
         let (k, global) = sampler.fill(batch: b, into: indices)
         splits.train.gather(indices, count: k, into: model.input, labels: labels)
         if let trace = sampleTrace { traceSamples(trace, k) }
         // Backward writes every gradient; a rank with no sample this step contributes zeros.
         if k == 0 { model.store.gradients.zero() }
-        lap(&times.data)
+        clock.lap(&times.data)
 
         let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices)
         if k > 0 { model.forward(batch: k, context: context) }
         lossBuffer[0] = k > 0 ? Float(loss.evaluate(model.output, labels: labels, batch: k, classes: model.classes,
                                                      gradScale: 1 / Float(global), grad: model.outputGrad)) : 0
         lossBuffer[1] = stopRequested != 0 ? 1 : 0
-        lap(&times.forward)
+        clock.lap(&times.forward)
 
         if let s = stallHook, s.rank == comm.rank, s.step == step { testStall() }
         if let s = killHook, s.rank == comm.rank, s.step == step { testKill() }
         let lossRequest = try comm.startAllreduceSum(lossBuffer.pointer, count: 2, what: "allreduce(loss)")
         sync.reset()
         if k > 0 {
-            model.backward(batch: k, context: context) { [sync] offset in try? sync.ready(from: offset) }
+            model.backward(batch: k, context: context) { [sync] offset in sync.ready(from: offset) }
         }
-        lap(&times.backward)
+        clock.lap(&times.backward)
         try sync.finish()
         try comm.wait(lossRequest)
-        lap(&times.allreduceWait)
+        clock.lap(&times.allreduceWait)
 
         optimizer.step(parameters: model.store.parameters.pointer, gradients: model.store.gradients.pointer, count: model.store.count)
         if let s = perturbHook, s.rank == comm.rank, s.step == step { model.store.parameters[0] += 1e-3 }
-        lap(&times.optimizer)
+        clock.lap(&times.optimizer)
         times.steps += 1
         return (Double(lossBuffer[0]) / Double(global), global)
     }
