@@ -27,6 +27,13 @@ public protocol Communicator: AnyObject {
     /// Every rank's value, in rank order, on every rank.
     func allgather(_ value: UInt64, what: String) throws -> [UInt64]
 
+    /// Node-shared memory for the gradient reduction, when every rank runs on this machine: a shared
+    /// window with `counts[r]` floats for rank r, contiguous in rank order. Returns each rank's
+    /// segment, or nil when ranks span machines (or this is a world of one).
+    func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]?
+    /// Makes this rank's writes to shared segments visible to the others and waits for all ranks.
+    func sharedSync(what: String) throws
+
     /// Ends the whole job now (MPI_Abort), for errors that other ranks cannot learn about.
     func abort(code: Int32) -> Never
     func finalize()
@@ -69,6 +76,8 @@ public final class LocalCommunicator: Communicator {
     public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int, what: String) throws {}
     public func barrier(what: String) throws {}
     public func allgather(_ value: UInt64, what: String) throws -> [UInt64] { [value] }
+    public func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]? { nil }
+    public func sharedSync(what: String) throws {}
     public func abort(code: Int32) -> Never { exit(code) }
     public func finalize() {}
 }

@@ -138,6 +138,50 @@ public final class MPICommunicator: Communicator {
         return all
     }
 
+    // MARK: - Node-shared memory (MPI-3 shared windows)
+
+    private var nodeComm: MPI_Comm?
+    private var windows: [MPI_Win?] = []
+
+    public func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]? {
+        precondition(counts.count == size)
+        if nodeComm == nil {
+            var node: MPI_Comm?
+            try Self.check(MPI_Comm_split_type(comm, cmpi_comm_type_shared(), 0, cmpi_info_null(), &node), "MPI_Comm_split_type")
+            nodeComm = node
+        }
+        var nodeSize: Int32 = 0
+        try Self.check(MPI_Comm_size(nodeComm, &nodeSize), "MPI_Comm_size(node)")
+        // Every rank learns whether all ranks share one machine; all return nil together if not.
+        guard Int(nodeSize) == size else { return nil }
+        var base: UnsafeMutableRawPointer?
+        var win: MPI_Win?
+        try Self.check(MPI_Win_allocate_shared(MPI_Aint(counts[rank] * 4), 4, cmpi_info_null(), nodeComm, &base, &win),
+                       "MPI_Win_allocate_shared")
+        try Self.check(MPI_Win_lock_all(cmpi_mode_nocheck(), win), "MPI_Win_lock_all")
+        windows.append(win)
+        var segments: [UnsafeMutablePointer<Float>] = []
+        for r in 0..<size {
+            var bytes: MPI_Aint = 0
+            var unit: Int32 = 0
+            var pointer: UnsafeMutableRawPointer?
+            try Self.check(MPI_Win_shared_query(win, Int32(r), &bytes, &unit, &pointer), "MPI_Win_shared_query")
+            // A zero-size segment may report no address; it is never read.
+            segments.append((pointer ?? base ?? UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64))
+                .bindMemory(to: Float.self, capacity: max(counts[r], 1)))
+        }
+        try sharedSync(what: "shared window setup")
+        return segments
+    }
+
+    public func sharedSync(what: String) throws {
+        for w in windows { try Self.check(MPI_Win_sync(w), "MPI_Win_sync(\(what))") }
+        let slot = takeSlot(what)
+        try Self.check(MPI_Ibarrier(nodeComm ?? comm, requests + slot), "MPI_Ibarrier(\(what))")
+        try wait(slot)
+        for w in windows { try Self.check(MPI_Win_sync(w), "MPI_Win_sync(\(what))") }
+    }
+
     public func abort(code: Int32) -> Never {
         fflush(stdout)
         fflush(stderr)
@@ -146,6 +190,11 @@ public final class MPICommunicator: Communicator {
     }
 
     public func finalize() {
+        for i in windows.indices {
+            MPI_Win_unlock_all(windows[i])
+            MPI_Win_free(&windows[i])
+        }
+        windows = []
         MPI_Finalize()
     }
 

@@ -12,13 +12,15 @@ struct Bench: ParsableCommand {
     @Option(help: "Samples per rank per step.")
     var batchSize = 64
     @Option(help: "Timed steps.")
-    var steps = 300
+    var steps = 1000
     @Option(help: "Untimed steps first.")
-    var warmup = 30
+    var warmup = 100
     @Option(help: "sgd, adam, adamw or rmsprop.")
     var optimizer = "sgd"
-    @Option(help: "Gradient all-reduce bucket size in MiB.")
+    @Option(help: "Gradient all-reduce bucket size in MiB (MPI path).")
     var bucketMb: Double = 25
+    @Option(help: "How gradients are summed: auto (shared memory when all ranks share a machine, else MPI), mpi, or shared.")
+    var allreduce = "auto"
     @Option(help: "OpenBLAS threads per rank (default as for training).")
     var blasThreads: Int?
 
@@ -31,6 +33,7 @@ struct Bench: ParsableCommand {
         c.momentum = optimizer == "sgd" ? 0.9 : 0
         c.lr = 0.01
         c.bucketMB = bucketMb
+        c.allreduce = allreduce
         c.quiet = true
         c.evalBatch = 1
         try c.validate()

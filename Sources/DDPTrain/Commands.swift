@@ -98,8 +98,10 @@ struct Train: ParsableCommand {
     @Option(help: "Print a progress line every N batches (0: never).")
     var logEvery = 10
 
-    @Option(help: "Gradient all-reduce bucket size in MiB.")
+    @Option(help: "Gradient all-reduce bucket size in MiB (MPI path).")
     var bucketMb: Double = 25
+    @Option(help: "How gradients are summed: auto (shared memory when all ranks share a machine, else MPI), mpi, or shared.")
+    var allreduce = "auto"
     @Option(help: "Compare a parameter checksum across ranks every N steps (0: never).")
     var checkSync = 0
     @Flag(help: "Each rank keeps only a contiguous 1/W of the training set (results then depend on the number of ranks).")
@@ -140,6 +142,7 @@ struct Train: ParsableCommand {
         c.metricsPath = metrics
         c.logEvery = logEvery
         c.bucketMB = bucketMb
+        c.allreduce = allreduce
         c.checkSync = checkSync
         c.shardData = shardData
         c.stallTimeout = stallTimeout

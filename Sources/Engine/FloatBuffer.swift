@@ -3,15 +3,24 @@
 public final class FloatBuffer {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>
+    private let owned: Bool
 
     public init(count: Int) {
         self.count = count
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         pointer.initialize(repeating: 0, count: max(count, 1))
+        owned = true
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    /// A view of memory owned elsewhere (an MPI shared window), which must outlive it.
+    public init(wrapping pointer: UnsafeMutablePointer<Float>, count: Int) {
+        self.count = count
+        self.pointer = pointer
+        owned = false
+    }
+
+    deinit { if owned { UnsafeMutableRawPointer(pointer).deallocate() } }
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
 

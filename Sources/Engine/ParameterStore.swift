@@ -36,6 +36,13 @@ public final class ParameterStore {
         gradients = FloatBuffer(count: count)
     }
 
+    /// Moves the gradients to other memory (a node-shared window), zeroed. Layers must `bind` again.
+    public func moveGradients(to buffer: FloatBuffer) {
+        precondition(sealed && buffer.count >= count)
+        buffer.zero()
+        gradients = buffer
+    }
+
     public func parameterPointer(_ offset: Int) -> UnsafeMutablePointer<Float> { parameters.pointer + offset }
     public func gradientPointer(_ offset: Int) -> UnsafeMutablePointer<Float> { gradients.pointer + offset }
 

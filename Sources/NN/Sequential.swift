@@ -74,6 +74,11 @@ public final class Sequential {
         resetParameters(seed: seed)
     }
 
+    /// Points every layer at the store's buffers again (after `store.moveGradients`).
+    public func rebind() {
+        for layer in layers { layer.bind(to: store) }
+    }
+
     public func resetParameters(seed: UInt64) {
         var rng = RandomStream(seed: seed, stream: 0x1A17)
         for layer in layers { layer.resetParameters(rng: &rng) }

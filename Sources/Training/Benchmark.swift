@@ -9,6 +9,7 @@ import NN
 public enum Benchmark {
     public struct Report: Codable {
         public var model: String
+        public var allreduce: String
         public var ranks: Int
         public var per_rank_batch: Int
         public var blas_threads: Int
@@ -95,7 +96,7 @@ public enum Benchmark {
         let samples = global * Double(steps) / seconds
         let bound = global / (gemmMs / 1000)
         let n = Double(max(t.steps, 1))
-        return Report(model: trainer.spec.description, ranks: comm.size, per_rank_batch: trainer.config.batchSize,
+        return Report(model: trainer.spec.description, allreduce: trainer.reducer.description, ranks: comm.size, per_rank_batch: trainer.config.batchSize,
                       blas_threads: BLAS.threads, blas_core: BLAS.coreName, steps: steps,
                       samples_per_s: samples.rounded(), ms_per_step: seconds * 1000 / Double(steps),
                       ms_forward: t.forward / n, ms_backward: t.backward / n, ms_allreduce_wait: t.allreduceWait / n,

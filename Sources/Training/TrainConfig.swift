@@ -27,6 +27,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var metricsPath: String?
     public var logEvery = 10
     public var bucketMB: Double = 25
+    /// auto: shared memory when every rank is on one machine, else MPI; or force "mpi" / "shared".
+    public var allreduce = "auto"
     public var checkSync = 0
     public var shardData = false
     public var stallTimeout: Double = 300
@@ -68,6 +70,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if let m = maxSteps, m <= 0 { throw TrainingError("invalid --max-steps \(m): must be at least 1") }
         guard holdout >= 0 else { throw TrainingError("invalid --holdout \(holdout): must be >= 0") }
         guard logEvery >= 0 else { throw TrainingError("invalid --log-every \(logEvery): must be >= 0") }
+        guard ["auto", "mpi", "shared"].contains(allreduce) else {
+            throw TrainingError("invalid --allreduce '\(allreduce)': expected auto, mpi or shared")
+        }
         guard bucketMB > 0 else { throw TrainingError("invalid --bucket-mb \(bucketMB): must be > 0") }
         guard stallTimeout > 0 else { throw TrainingError("invalid --stall-timeout \(stallTimeout): must be > 0") }
         guard checkSync >= 0 else { throw TrainingError("invalid --check-sync \(checkSync): must be >= 0") }

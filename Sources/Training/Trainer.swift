@@ -41,7 +41,7 @@ public final class Trainer {
     public let loss: Loss
     public let optimizer: Optimizer
     public let sampler: Sampler
-    public let sync: GradientSync
+    public let reducer: GradientReducer
     public var metrics: MetricsLog?
 
     // Position in training; what a checkpoint records.
@@ -92,8 +92,7 @@ public final class Trainer {
         guard sampler.batchesPerEpoch > 0 else {
             throw TrainingError("--drop-last with a global batch of \(sampler.globalBatch) leaves no batch from \(splits.train.count) samples")
         }
-        sync = GradientSync(comm: comm, gradients: model.store.gradients.pointer, count: model.store.count,
-                            bucketBytes: Int(config.bucketMB * 1024 * 1024))
+        reducer = try Trainer.makeReducer(config: config, comm: comm, model: model)
         indices = .allocate(capacity: maxBatch)
         labels = .allocate(capacity: maxBatch)
         stallHook = Trainer.testHook("DDP_TEST_STALL")
@@ -114,6 +113,19 @@ public final class Trainer {
         if comm.isRoot, let path = config.metricsPath {
             metrics = try MetricsLog(path: path, append: config.resume != nil)
         }
+    }
+
+    /// `--allreduce auto` takes shared memory when all ranks share a machine, else MPI buckets.
+    static func makeReducer(config: TrainConfig, comm: Communicator, model: Sequential) throws -> GradientReducer {
+        if comm.size > 1 && config.allreduce != "mpi", let shared = try SharedMemoryReduce(comm: comm, store: model.store) {
+            model.rebind()
+            return shared
+        }
+        if config.allreduce == "shared" && comm.size > 1 {
+            throw TrainingError("--allreduce shared needs every rank on one machine")
+        }
+        return BucketAllreduce(comm: comm, gradients: model.store.gradients.pointer, count: model.store.count,
+                               bucketBytes: Int(config.bucketMB * 1024 * 1024))
     }
 
     deinit {
@@ -224,16 +236,16 @@ public final class Trainer {
         if let s = stallHook, s.rank == comm.rank, s.step == step { testStall() }
         if let s = killHook, s.rank == comm.rank, s.step == step { testKill() }
         let lossRequest = try comm.startAllreduceSum(lossBuffer.pointer, count: 2, what: "allreduce(loss)")
-        sync.reset()
+        reducer.reset()
         if k > 0 {
-            model.backward(batch: k, context: context) { [sync] offset in sync.ready(from: offset) }
+            model.backward(batch: k, context: context) { [reducer] offset in reducer.ready(from: offset) }
         }
         clock.lap(&times.backward)
-        try sync.finish()
+        try reducer.finish()
         try comm.wait(lossRequest)
         clock.lap(&times.allreduceWait)
 
-        optimizer.step(parameters: model.store.parameters.pointer, gradients: model.store.gradients.pointer, count: model.store.count)
+        optimizer.step(parameters: model.store.parameters.pointer, gradients: reducer.summed, count: model.store.count)
         if let s = perturbHook, s.rank == comm.rank, s.step == step { model.store.parameters[0] += 1e-3 }
         clock.lap(&times.optimizer)
         times.steps += 1
@@ -262,6 +274,7 @@ public final class Trainer {
             + "per-rank batch \(config.batchSize), global batch \(sampler.globalBatch)"
             + (config.shardData ? ", sharded data" : ""))
         for line in extra { console.line(line) }
+        if comm.size > 1 { console.line("Gradients: \(reducer.description)") }
         let kind = (try? config.datasetKind)?.description ?? config.dataset
         console.line("Data: \(kind) train \(splits.train.count), \(splits.evalName) \(splits.eval.count), "
             + "\(sampler.batchesPerEpoch) steps/epoch, seed \(config.seed)\(config.shuffle ? "" : ", no shuffle")")

@@ -79,15 +79,32 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("parameters diverged across ranks at step 10"), bad.stderr)
     }
 
-    /// Between machines Open MPI uses TCP; the result must equal the shared-memory run's.
+    /// Between machines Open MPI uses TCP (and ddp-train its MPI all-reduce path); the result must
+    /// equal the shared-memory transport's.
     func testTCPTransportGivesSameWeightsAsSharedMemory() throws {
         let dir = temporaryDirectory()
-        let common = ["--dataset", "synthetic:3000", "--model", "mlp:128", "--max-steps", "40", "--lr", "0.05", "--momentum", "0.9"]
+        let common = ["--dataset", "synthetic:3000", "--model", "mlp:128", "--max-steps", "40", "--lr", "0.05", "--momentum", "0.9",
+                      "--allreduce", "mpi"]
         _ = try train(np: 2, batch: 32, extra: common, save: dir + "/shm.safetensors", mpiArgs: ["--mca", "btl", "vader,self"])
         _ = try train(np: 2, batch: 32, extra: common, save: dir + "/tcp.safetensors",
                       mpiArgs: ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"])
         let d = Harness.maxAbsDifference(try Harness.weights(dir + "/shm.safetensors"), try Harness.weights(dir + "/tcp.safetensors"))
         XCTAssertEqual(d, 0, "same algorithm over another transport gives bit-identical weights")
+    }
+
+    /// The two ways of summing gradients (MPI all-reduce in buckets, and the node-shared window)
+    /// agree, with uneven batches and a rank with no samples in the last step.
+    func testSharedMemoryAndMPIReductionsAgree() throws {
+        let dir = temporaryDirectory()
+        let common = ["--dataset", "synthetic:1001", "--model", "mlp:64", "--epochs", "2", "--lr", "0.05", "--momentum", "0.9"]
+        let shared = try train(np: 4, batch: 50, extra: common + ["--allreduce", "shared"], save: dir + "/shared.safetensors")
+        XCTAssertTrue(shared.stdout.contains("Gradients: shared memory"), shared.stdout)
+        let mpi = try train(np: 4, batch: 50, extra: common + ["--allreduce", "mpi", "--bucket-mb", "0.05"], save: dir + "/mpi.safetensors")
+        XCTAssertTrue(mpi.stdout.contains("Gradients: MPI_Iallreduce in 4 buckets"), mpi.stdout)
+        _ = try train(np: nil, batch: 200, extra: common, save: dir + "/one.safetensors")
+        let one = try Harness.weights(dir + "/one.safetensors")
+        XCTAssertLessThan(Harness.maxAbsDifference(one, try Harness.weights(dir + "/shared.safetensors")), 1e-5)
+        XCTAssertLessThan(Harness.maxAbsDifference(one, try Harness.weights(dir + "/mpi.safetensors")), 1e-5)
     }
 
     /// The accuracy check: 4 ranks at batch 16 reach what one process reaches at batch 64.
