@@ -1,5 +1,6 @@
 import Comm
 import Engine
+import Foundation
 
 /// Sums every rank's gradients. Backward writes this rank's gradients into the model's gradient
 /// buffer and calls `ready(from:)` as layers finish; after `finish()`, `summed` holds the sum over
@@ -91,18 +92,34 @@ public final class SharedMemoryReduce: GradientReducer {
     let sum: UnsafeMutablePointer<Float>
     let slice: Range<Int>
 
-    /// nil when the ranks do not share one machine's memory.
+    /// nil when the ranks do not share one machine's memory, or when any rank could not map the
+    /// shared windows (a small /dev/shm, say): every rank then agrees to fall back to MPI.
     public init?(comm: Communicator, store: ParameterStore) throws {
         let world = comm.size
         count = store.count
         // Slice boundaries on 16-float (64-byte) lines, so no two ranks write one cache line.
         let starts = (0...world).map { r in r == world ? store.count : min(store.count, (store.count * r / world) / 16 * 16) }
-        guard let segs = try comm.sharedSegments(counts: [Int](repeating: store.count, count: world)),
-              let sums = try comm.sharedSegments(counts: (0..<world).map { starts[$0 + 1] - starts[$0] })
-        else { return nil }
-        // The sum window must be one contiguous buffer: segment r right after segment r-1.
-        for r in 0..<world where sums[r] != sums[0] + starts[r] && starts[r + 1] > starts[r] {
-            throw CommError("MPI shared window is not contiguous; use --allreduce mpi")
+        var windows: ([UnsafeMutablePointer<Float>], [UnsafeMutablePointer<Float>])?
+        var failure = ""
+        do {
+            if let segs = try comm.sharedSegments(counts: [Int](repeating: store.count, count: world)),
+               let sums = try comm.sharedSegments(counts: (0..<world).map { starts[$0 + 1] - starts[$0] }) {
+                // The sum window must be one contiguous buffer: segment r right after segment r-1.
+                if (0..<world).allSatisfy({ sums[$0] == sums[0] + starts[$0] || starts[$0 + 1] == starts[$0] }) {
+                    windows = (segs, sums)
+                } else {
+                    failure = "the shared window is not contiguous"
+                }
+            }
+        } catch {
+            failure = "\(error)"
+        }
+        let agreed = try comm.allgather(windows == nil ? 0 : 1, what: "allgather(shared memory ok)")
+        guard let (segs, sums) = windows, agreed.allSatisfy({ $0 == 1 }) else {
+            if !failure.isEmpty && comm.isRoot {
+                FileHandle.standardError.write("ddp-train: note: shared-memory reduction unavailable (\(failure)); using MPI all-reduce\n".data(using: .utf8)!)
+            }
+            return nil
         }
         self.comm = comm
         segments = segs
