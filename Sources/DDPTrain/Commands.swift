@@ -52,6 +52,29 @@ struct DataOptions: ParsableArguments {
         c.normalize = try parsedNormalize()
         c.holdout = holdout
     }
+
+    /// The train and evaluation sets these options describe.
+    func load() throws -> DataSplits {
+        var c = TrainConfig()
+        try apply(to: &c)
+        return try DataSplits.load(kind: try c.datasetKind, dataDir: c.dataDir, holdout: c.holdout, seed: c.seed, normalize: c.normalize)
+    }
+}
+
+/// Saved weights to evaluate or predict with; shared by evaluate and predict.
+struct WeightsOptions: ParsableArguments {
+    @Option(help: "Weights file (safetensors) written by --save.")
+    var weights: String
+    @Option(help: "The model the weights are for (default: the one recorded in the file).")
+    var model: String?
+
+    /// Builds the model the file needs (`--model`, else the spec saved in it) and loads the weights.
+    func load(for data: Dataset, maxBatch: Int) throws -> (Sequential, ModelSpec) {
+        let spec = try ModelSpec(parsing: try model ?? Weights.modelSpec(in: weights) ?? "mlp:512,512")
+        let net = spec.build(inputShape: data.sampleShape, classes: data.classes, maxBatch: maxBatch, seed: 0)
+        try Weights.load(net, from: weights)
+        return (net, spec)
+    }
 }
 
 func makeCommunicator(stallTimeout: Double) throws -> Communicator {
@@ -188,42 +211,25 @@ struct Train: ParsableCommand {
     static let signalExitStatus: Int32 = 75
 }
 
-/// Builds the model a weights file needs: `--model` if given, else the spec saved in the file.
-func loadModel(weights: String, model: String?, inputShape: Shape, classes: Int, maxBatch: Int) throws -> (Sequential, ModelSpec) {
-    let specText = try model ?? Weights.modelSpec(in: weights) ?? "mlp:512,512"
-    let spec = try ModelSpec(parsing: specText)
-    let net = spec.build(inputShape: inputShape, classes: classes, maxBatch: maxBatch, seed: 0)
-    try Weights.load(net, from: weights)
-    return (net, spec)
-}
-
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print loss, accuracy and the confusion matrix of saved weights.")
 
     @OptionGroup var data: DataOptions
-    @Option(help: "Weights file (safetensors) written by --save.")
-    var weights: String
-    @Option(help: "The model the weights are for (default: the one recorded in the file).")
-    var model: String?
+    @OptionGroup var saved: WeightsOptions
     @Option(help: "cross-entropy, nll or mse.")
     var loss = "cross-entropy"
 
     func run() throws {
-        var c = TrainConfig()
-        try data.apply(to: &c)
         guard let lossKind = LossKind(name: loss) else { throw ValidationError("invalid --loss '\(loss)': expected cross-entropy, nll or mse") }
-        let splits = try DataSplits.load(kind: try c.datasetKind, dataDir: c.dataDir, holdout: c.holdout, seed: c.seed)
-        if let n = c.normalize { splits.eval.mean = n[0]; splits.eval.std = n[1] }
+        let splits = try data.load()
         let comm = try makeCommunicator(stallTimeout: 300)
         _ = BLASEnvironment.configureThreads(override: nil, localSize: comm.localSize)
-        let (net, spec) = try loadModel(weights: weights, model: model, inputShape: splits.eval.sampleShape,
-                                        classes: splits.eval.classes, maxBatch: 1000)
+        let (net, spec) = try saved.load(for: splits.eval, maxBatch: 1000)
         let loss: Loss = lossKind == .nll ? CrossEntropyLoss() : lossKind.make()  // NLL on log_softmax(logits) is cross-entropy
-        let indices = UnsafeMutablePointer<Int32>.allocate(capacity: 1000)
-        let labels = UnsafeMutablePointer<Int32>.allocate(capacity: 1000)
-        let result = try Evaluator.evaluate(model: net, loss: loss, dataset: splits.eval, comm: comm, indices: indices, labels: labels)
+        var indices = [Int32](repeating: 0, count: 1000), labels = [Int32](repeating: 0, count: 1000)
+        let result = try Evaluator.evaluate(model: net, loss: loss, dataset: splits.eval, comm: comm, indices: &indices, labels: &labels)
         if comm.isRoot {
-            print("Model \(spec) from \(weights)")
+            print("Model \(spec) from \(saved.weights)")
             print(result.line(setName: splits.evalName))
             print(result.confusion.render(classNames: splits.eval.classNames))
         }
@@ -235,24 +241,17 @@ struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Classify one test sample and print the class probabilities.")
 
     @OptionGroup var data: DataOptions
-    @Option(help: "Weights file (safetensors) written by --save.")
-    var weights: String
-    @Option(help: "The model the weights are for (default: the one recorded in the file).")
-    var model: String?
+    @OptionGroup var saved: WeightsOptions
     @Option(help: "Index of the sample in the test (or --holdout validation) set.")
     var index: Int
 
     func run() throws {
-        var c = TrainConfig()
-        try data.apply(to: &c)
-        let splits = try DataSplits.load(kind: try c.datasetKind, dataDir: c.dataDir, holdout: c.holdout, seed: c.seed)
-        if let n = c.normalize { splits.eval.mean = n[0]; splits.eval.std = n[1] }
+        let splits = try data.load()
         guard index >= 0 && index < splits.eval.count else {
             throw ValidationError("invalid --index \(index): the \(splits.evalName) set has samples 0..<\(splits.eval.count)")
         }
         _ = BLASEnvironment.configureThreads(override: 1, localSize: 1)
-        let (net, _) = try loadModel(weights: weights, model: model, inputShape: splits.eval.sampleShape,
-                                     classes: splits.eval.classes, maxBatch: 1)
+        let (net, _) = try saved.load(for: splits.eval, maxBatch: 1)
         var idx = Int32(index)
         var label: Int32 = 0
         splits.eval.gather(&idx, count: 1, into: net.input, labels: &label)

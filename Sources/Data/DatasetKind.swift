@@ -80,8 +80,16 @@ public struct DataSplits {
     }
 
     /// Loads a dataset. `holdout` > 0 makes the last `holdout` training samples the validation set
-    /// in place of the test files.
-    public static func load(kind: DatasetKind, dataDir: String, holdout: Int, seed: UInt64) throws -> DataSplits {
+    /// in place of the test files; `normalize` is [mean, std] for both sets.
+    public static func load(kind: DatasetKind, dataDir: String, holdout: Int, seed: UInt64, normalize: [Float]? = nil) throws -> DataSplits {
+        let splits = try loadRaw(kind: kind, dataDir: dataDir, holdout: holdout, seed: seed)
+        if let n = normalize, n.count == 2 {
+            for d in [splits.train, splits.eval] { d.mean = n[0]; d.std = n[1] }
+        }
+        return splits
+    }
+
+    static func loadRaw(kind: DatasetKind, dataDir: String, holdout: Int, seed: UInt64) throws -> DataSplits {
         var train: Dataset, test: Dataset
         switch kind {
         case .synthetic(let n):

@@ -45,11 +45,6 @@ public enum Downloader {
     public static func download(kind: DatasetKind, into dir: String, mirror: String?, timeout: TimeInterval = 30,
                                 log: (String) -> Void) throws {
         if case .synthetic = kind { throw DataError("synthetic datasets are generated, not downloaded") }
-        try downloadResources(kind: kind, dir: dir, mirror: mirror, timeout: timeout, log: log)
-    }
-
-    private static func downloadResources(kind: DatasetKind, dir: String, mirror: String?, timeout: TimeInterval,
-                                          log: (String) -> Void) throws {
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         } catch {

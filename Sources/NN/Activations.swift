@@ -1,13 +1,21 @@
 import Engine
 import Glibc
 
+/// A layer whose output has its input's shape (activations, Dropout, softmaxes).
+public protocol ShapePreserving: Layer {
+    var shape: Shape { get }
+}
+
+extension ShapePreserving {
+    public var inputShape: Shape { shape }
+    public var outputShape: Shape { shape }
+}
+
 /// Elementwise activations. Each backward needs only the output y.
-public final class ReLU: Layer {
+public final class ReLU: ShapePreserving {
     public let shape: Shape
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "ReLU" }
-    public var inputShape: Shape { shape }
-    public var outputShape: Shape { shape }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         for i in 0..<(batch * shape.count) { y[i] = max(x[i], 0) }
@@ -20,12 +28,10 @@ public final class ReLU: Layer {
     }
 }
 
-public final class Sigmoid: Layer {
+public final class Sigmoid: ShapePreserving {
     public let shape: Shape
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "Sigmoid" }
-    public var inputShape: Shape { shape }
-    public var outputShape: Shape { shape }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         for i in 0..<(batch * shape.count) { y[i] = 1 / (1 + expf(-x[i])) }
@@ -38,12 +44,10 @@ public final class Sigmoid: Layer {
     }
 }
 
-public final class Tanh: Layer {
+public final class Tanh: ShapePreserving {
     public let shape: Shape
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "Tanh" }
-    public var inputShape: Shape { shape }
-    public var outputShape: Shape { shape }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         for i in 0..<(batch * shape.count) { y[i] = tanhf(x[i]) }

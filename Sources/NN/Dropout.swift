@@ -4,7 +4,7 @@ import Engine
 /// 1/(1-p); in eval mode passes x through. The mask is a hash of (seed, step, layer, sample index,
 /// element), so it is recomputed in backward rather than stored, is the same on any number of
 /// ranks, and needs no RNG state in a checkpoint.
-public final class Dropout: Layer {
+public final class Dropout: ShapePreserving {
     public let p: Float
     public let shape: Shape
     /// Distinguishes the masks of several Dropout layers in one model.
@@ -17,8 +17,6 @@ public final class Dropout: Layer {
     }
 
     public var typeName: String { "Dropout(p=\(p))" }
-    public var inputShape: Shape { shape }
-    public var outputShape: Shape { shape }
 
     @inline(__always)
     private func apply(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {

@@ -118,11 +118,11 @@ public final class Sequential {
         let header = "  " + pad("Layer", 22) + pad("Output shape", 16) + "Params"
         lines.append(header)
         lines.append("  " + String(repeating: "-", count: 46))
-        lines.append("  " + pad("Input", 22) + pad(inputShape.batched(-1).description.replacingOccurrences(of: "-1", with: "B"), 16) + "0")
+        func batched(_ s: Shape) -> String { "[B" + s.dims.map { ", \($0)" }.joined() + "]" }
+        lines.append("  " + pad("Input", 22) + pad(batched(inputShape), 16) + "0")
         for (i, layer) in layers.enumerated() {
             let name = torchIndex[i].map { "\($0): " } ?? "-: "
-            let shape = layer.outputShape.batched(-1).description.replacingOccurrences(of: "-1", with: "B")
-            lines.append("  " + pad(name + layer.typeName, 22) + pad(shape, 16) + String(layer.parameterCount))
+            lines.append("  " + pad(name + layer.typeName, 22) + pad(batched(layer.outputShape), 16) + String(layer.parameterCount))
         }
         lines.append("  " + String(repeating: "-", count: 46))
         lines.append("  Total parameters: \(parameterCount)")
@@ -130,28 +130,4 @@ public final class Sequential {
     }
 
     private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
-}
-
-extension String {
-    fileprivate func replacingOccurrences(of a: String, with b: String) -> String {
-        var out = ""
-        var rest = Substring(self)
-        while let r = rest.range(of: a) {
-            out += rest[..<r.lowerBound] + b
-            rest = rest[r.upperBound...]
-        }
-        return out + rest
-    }
-}
-
-extension Substring {
-    fileprivate func range(of needle: String) -> Range<Substring.Index>? {
-        guard !needle.isEmpty else { return nil }
-        var i = startIndex
-        while i < endIndex {
-            if self[i...].hasPrefix(needle) { return i..<index(i, offsetBy: needle.count) }
-            i = index(after: i)
-        }
-        return nil
-    }
 }

@@ -2,12 +2,14 @@ import Engine
 import Glibc
 
 /// torch.nn.LogSoftmax(dim=1): y = x - logsumexp(x) per row.
-public final class LogSoftmax: Layer {
+public final class LogSoftmax: ShapePreserving {
     public let classes: Int
-    public init(_ classes: Int) { self.classes = classes }
+    public let shape: Shape
+    public init(_ classes: Int) {
+        self.classes = classes
+        shape = Shape(classes)
+    }
     public var typeName: String { "LogSoftmax(dim=1)" }
-    public var inputShape: Shape { Shape(classes) }
-    public var outputShape: Shape { Shape(classes) }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         for r in 0..<batch {
@@ -30,12 +32,14 @@ public final class LogSoftmax: Layer {
 }
 
 /// torch.nn.Softmax(dim=1).
-public final class Softmax: Layer {
+public final class Softmax: ShapePreserving {
     public let classes: Int
-    public init(_ classes: Int) { self.classes = classes }
+    public let shape: Shape
+    public init(_ classes: Int) {
+        self.classes = classes
+        shape = Shape(classes)
+    }
     public var typeName: String { "Softmax(dim=1)" }
-    public var inputShape: Shape { Shape(classes) }
-    public var outputShape: Shape { Shape(classes) }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         for r in 0..<batch { softmaxRow(x + r * classes, y + r * classes, classes) }

@@ -33,9 +33,8 @@ public final class Console {
         let width = 24
         let frac = total > 0 ? Double(processed) / Double(total) : 1
         let filled = min(width, Int(frac * Double(width)))
-        let arrow = filled < width ? ">" : ""
-        let bar = String(repeating: "=", count: max(0, filled - (arrow.isEmpty ? 0 : 1))) + arrow
-            + String(repeating: " ", count: width - max(filled, arrow.isEmpty ? filled : filled))
+        let bar = filled == width ? String(repeating: "=", count: width)
+            : String(repeating: "=", count: filled) + ">" + String(repeating: " ", count: width - filled - 1)
         let eta = frac > 0 ? elapsed / frac - elapsed : 0
         let s = String(format: "\rEpoch %d/%d [%@] %3.0f%%  %d/%d  ETA %@  %.0f samples/s  loss %.4f",
                        epoch, epochs, bar, 100 * frac, processed, total, Console.clock(eta), samplesPerSecond, loss)

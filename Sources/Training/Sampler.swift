@@ -55,11 +55,7 @@ public final class Sampler {
     }
 
     /// Samples per epoch over all ranks (what `Processed x/y` counts).
-    public var samplesPerEpoch: Int {
-        if !dropLast { return datasetCount }
-        if shardData { return batchesPerEpoch * globalBatch }
-        return batchesPerEpoch * globalBatch
-    }
+    public var samplesPerEpoch: Int { dropLast ? batchesPerEpoch * globalBatch : datasetCount }
 
     /// The epoch order: dataset indices in the order they are consumed. Allocation-free after init.
     public func startEpoch(_ e: Int) {

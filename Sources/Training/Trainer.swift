@@ -75,10 +75,8 @@ public final class Trainer {
         self.comm = comm
         console = Console(enabled: comm.isRoot && !config.quiet, interactive: comm.size == 1 && !MPICommunicator.launchedByMPI)
         let kind = try config.datasetKind
-        splits = try DataSplits.load(kind: kind, dataDir: config.dataDir, holdout: config.holdout, seed: config.seed)
-        if let n = config.normalize {
-            for d in [splits.train, splits.eval] { d.mean = n[0]; d.std = n[1] }
-        }
+        splits = try DataSplits.load(kind: kind, dataDir: config.dataDir, holdout: config.holdout, seed: config.seed,
+                                     normalize: config.normalize)
         spec = try config.modelSpec
         let lossKind = try config.lossKind
         loss = lossKind.make()
