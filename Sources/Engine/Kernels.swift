@@ -19,12 +19,6 @@ public enum Kernels {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// y[rows, cols] = broadcast of bias[cols].
-    @inline(__always)
-    public static func broadcastRows(_ bias: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
-        for r in 0..<rows { (y + r * cols).update(from: bias, count: cols) }
-    }
-
     /// db[cols] += sum over rows of dy[rows, cols].
     @inline(__always)
     public static func addColumnSums(_ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>) {

@@ -11,51 +11,93 @@ extension ShapePreserving {
     public var outputShape: Shape { shape }
 }
 
+/// The elementwise activations, which a preceding Linear can apply in its own pass.
+public enum ActivationKind: Sendable {
+    case relu, sigmoid, tanh
+
+    @inline(__always) func apply(_ v: Float) -> Float {
+        switch self {
+        case .relu: return max(v, 0)
+        case .sigmoid: return 1 / (1 + expf(-v))
+        case .tanh: return tanhf(v)
+        }
+    }
+
+    /// f'(x) from y = f(x).
+    @inline(__always) func derivative(output y: Float) -> Float {
+        switch self {
+        case .relu: return y > 0 ? 1 : 0
+        case .sigmoid: return y * (1 - y)
+        case .tanh: return 1 - y * y
+        }
+    }
+}
+
+/// An elementwise activation. When `Sequential` fuses it into the Linear before it, it becomes a
+/// view: the Linear's output already holds f(x W^T + b), and the Linear's backward applies f'.
+public protocol Activation: ShapePreserving {
+    var kind: ActivationKind { get }
+    var fusedIntoLinear: Bool { get set }
+}
+
+extension Activation {
+    public var isView: Bool { fusedIntoLinear }
+}
+
 /// Elementwise activations. Each backward needs only the output y.
-public final class ReLU: ShapePreserving {
+public final class ReLU: Activation {
     public let shape: Shape
+    public var fusedIntoLinear = false
+    public var kind: ActivationKind { .relu }
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "ReLU" }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        if fusedIntoLinear { return }
         for i in 0..<(batch * shape.count) { y[i] = max(x[i], 0) }
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        guard let dx else { return }
+        guard let dx, !fusedIntoLinear else { return }
         for i in 0..<(batch * shape.count) { dx[i] = y[i] > 0 ? dy[i] : 0 }
     }
 }
 
-public final class Sigmoid: ShapePreserving {
+public final class Sigmoid: Activation {
     public let shape: Shape
+    public var fusedIntoLinear = false
+    public var kind: ActivationKind { .sigmoid }
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "Sigmoid" }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        if fusedIntoLinear { return }
         for i in 0..<(batch * shape.count) { y[i] = 1 / (1 + expf(-x[i])) }
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        guard let dx else { return }
+        guard let dx, !fusedIntoLinear else { return }
         for i in 0..<(batch * shape.count) { dx[i] = dy[i] * y[i] * (1 - y[i]) }
     }
 }
 
-public final class Tanh: ShapePreserving {
+public final class Tanh: Activation {
     public let shape: Shape
+    public var fusedIntoLinear = false
+    public var kind: ActivationKind { .tanh }
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "Tanh" }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        if fusedIntoLinear { return }
         for i in 0..<(batch * shape.count) { y[i] = tanhf(x[i]) }
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        guard let dx else { return }
+        guard let dx, !fusedIntoLinear else { return }
         for i in 0..<(batch * shape.count) { dx[i] = dy[i] * (1 - y[i] * y[i]) }
     }
 }

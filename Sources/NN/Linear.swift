@@ -1,7 +1,10 @@
 import Engine
 
 /// y = x W^T + b, as torch.nn.Linear. x is (B, in), W is (out, in), b is (out), y is (B, out).
+/// With `activation` set (by `Sequential`, for a Linear followed by an activation), y = f(x W^T + b)
+/// in one pass after the GEMM, and backward applies f' in the same pass that sums the bias gradient.
 public final class Linear: Layer {
+    public var activation: ActivationKind?
     public let inFeatures: Int
     public let outFeatures: Int
     public let hasBias: Bool
@@ -45,24 +48,45 @@ public final class Linear: Layer {
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
-        if let bias {
-            Kernels.broadcastRows(bias, into: y, rows: batch, cols: outFeatures)
-        }
         Kernels.gemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
-                     a: x, lda: inFeatures, b: weight, ldb: inFeatures,
-                     beta: hasBias ? 1 : 0, c: y, ldc: outFeatures)
+                     a: x, lda: inFeatures, b: weight, ldb: inFeatures, beta: 0, c: y, ldc: outFeatures)
+        // Epilogue: bias and activation in one pass over y.
+        let n = outFeatures
+        switch (bias, activation) {
+        case (nil, nil): break
+        case (let b?, nil):
+            for r in 0..<batch { let row = y + r * n; for c in 0..<n { row[c] += b[c] } }
+        case (let b, let f?):
+            for r in 0..<batch {
+                let row = y + r * n
+                for c in 0..<n { row[c] = f.apply(row[c] + (b?[c] ?? 0)) }
+            }
+        }
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        // dW (out, in) (+)= dy^T (out, B) x (B, in)
         let accumulate = context.accumulateGradients
-        Kernels.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
-                     a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: accumulate ? 1 : 0, c: weightGrad, ldc: inFeatures)
-        if let biasGrad {
+        if let f = activation {
+            // dy becomes the gradient before the activation, in place (the buffer is this layer's
+            // own output gradient), and the bias gradient is summed in the same pass.
+            let g = UnsafeMutablePointer(mutating: dy)
+            if let biasGrad, !accumulate { biasGrad.update(repeating: 0, count: outFeatures) }
+            for r in 0..<batch {
+                let o = r * outFeatures
+                for c in 0..<outFeatures {
+                    let v = g[o + c] * f.derivative(output: y[o + c])
+                    g[o + c] = v
+                    biasGrad?[c] += v
+                }
+            }
+        } else if let biasGrad {
             if !accumulate { biasGrad.update(repeating: 0, count: outFeatures) }
             Kernels.addColumnSums(dy, rows: batch, cols: outFeatures, into: biasGrad)
         }
+        // dW (out, in) (+)= dy^T (out, B) x (B, in)
+        Kernels.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
+                     a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: accumulate ? 1 : 0, c: weightGrad, ldc: inFeatures)
         // dx (B, in) = dy (B, out) W (out, in)
         if let dx {
             Kernels.gemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,

@@ -45,6 +45,14 @@ public final class Sequential {
         store.seal()
         for layer in layers { layer.bind(to: store) }
 
+        // A Linear followed by an activation applies it in its own pass; the activation becomes a view.
+        for i in 0..<(layers.count - 1) {
+            if let linear = layers[i] as? Linear, let act = layers[i + 1] as? Activation {
+                linear.activation = act.kind
+                act.fusedIntoLinear = true
+            }
+        }
+
         var dropoutIndex: UInt64 = 0
         for layer in layers { if let d = layer as? Dropout { d.layerIndex = dropoutIndex; dropoutIndex += 1 } }
 

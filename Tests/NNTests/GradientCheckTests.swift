@@ -137,10 +137,24 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertEqual(m, 0.3, accuracy: 1e-6)
     }
 
-    /// The whole model: Flatten, Linear, Tanh, Dropout, Linear, LogSoftmax with NLL, through
-    /// Sequential's buffers, against finite differences of the loss.
+    /// Whole models through Sequential's buffers, where each Linear is fused with the activation
+    /// after it (Flatten, Linear+Tanh, Dropout, Linear, LogSoftmax with NLL; Linear+ReLU twice;
+    /// Linear+Sigmoid), against finite differences of the loss.
     func testSequentialModelGradient() throws {
-        let spec = try ModelSpec(parsing: "mlp:6:tanh:dropout=0.3")
+        for text in ["mlp:6:tanh:dropout=0.3", "mlp:7,5", "mlp:6:sigmoid"] {
+            try checkModel(text)
+        }
+    }
+
+    func testLinearActivationFusion() throws {
+        let model = try ModelSpec(parsing: "mlp:8").build(inputShape: Shape(4), classes: 3, maxBatch: 2, seed: 1)
+        XCTAssertEqual((model.layers[0] as? Linear)?.activation, .relu)
+        XCTAssertTrue(model.layers[1].isView, "the ReLU is applied inside the Linear")
+        XCTAssertNil((model.layers[2] as? Linear)?.activation)
+    }
+
+    func checkModel(_ text: String) throws {
+        let spec = try ModelSpec(parsing: text)
         let model = spec.build(inputShape: Shape(1, 2, 3), classes: 3, maxBatch: 4, seed: 5, logSoftmax: true)
         var rng = RandomStream(seed: 9)
         for i in 0..<(4 * 6) { model.input[i] = rng.uniform(-1, 1) }
@@ -163,10 +177,10 @@ final class GradientCheckTests: XCTestCase {
             for j in 0..<entry.count {
                 let i = entry.offset + j
                 let saved = p[i]
-                p[i] = saved + 1e-2; let plus = run(false)
-                p[i] = saved - 1e-2; let minus = run(false)
+                p[i] = saved + 1e-3; let plus = run(false)
+                p[i] = saved - 1e-3; let minus = run(false)
                 p[i] = saved
-                XCTAssertEqual(Double(model.store.gradients[i]), (plus - minus) / 2e-2, accuracy: 2e-3, "\(entry.name)[\(j)]")
+                XCTAssertEqual(Double(model.store.gradients[i]), (plus - minus) / 2e-3, accuracy: 2e-3, "\(text) \(entry.name)[\(j)]")
             }
         }
     }
