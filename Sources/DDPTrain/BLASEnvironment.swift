@@ -47,6 +47,21 @@ enum BLASEnvironment {
         unsetenv("DDP_BLAS_REEXEC")
     }
 
+    /// CPUs this process may run on: mpirun binds a rank to a core, so all of the machine's cores
+    /// may not be ours. From /proc/self/status, e.g. "Cpus_allowed_list:\t0-3,8".
+    static func allowedCPUs() -> Int {
+        let online = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }),
+              let list = line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) else { return online }
+        var n = 0
+        for part in list.split(separator: ",") {
+            let ends = part.split(separator: "-").compactMap { Int($0) }
+            n += ends.count == 2 ? ends[1] - ends[0] + 1 : 1
+        }
+        return max(1, min(n, online))
+    }
+
     static func cpuHasAVX512() -> Bool {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
         return info.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").contains("avx512f") ?? false
@@ -55,7 +70,7 @@ enum BLASEnvironment {
     /// Sets the thread count and returns the header line describing both choices.
     static func configureThreads(override: Int?, localSize: Int) -> String {
         let env = ProcessInfo.processInfo.environment
-        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let cores = allowedCPUs()
         var threads: Int
         var why: String
         if let n = override {
@@ -63,10 +78,9 @@ enum BLASEnvironment {
         } else if let n = env["DDP_BLAS_THREADS"].flatMap(Int.init), n > 0 {
             threads = n; why = "DDP_BLAS_THREADS"
         } else if localSize > 1 {
-            threads = max(1, cores / localSize); why = "\(localSize) ranks share \(cores) cores"
-            if cores < localSize { threads = 1 }
+            threads = 1; why = "\(localSize) ranks share this machine"
         } else {
-            threads = cores; why = "local mode, \(cores) cores"
+            threads = cores; why = "\(cores) core\(cores == 1 ? "" : "s") available to this process"
         }
         BLAS.setThreads(threads)
         var coreSource = env["OPENBLAS_CORETYPE"] != nil ? "OPENBLAS_CORETYPE" : "OpenBLAS's detection"
