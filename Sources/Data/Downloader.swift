@@ -77,10 +77,11 @@ public enum Downloader {
                     failures.append("\(url): \(error)")
                 }
             }
-            if !stored { missing.append("\(resource.file) (\(failures.joined(separator: "; ")))") }
+            if !stored { missing.append("\(resource.file): \(failures.first ?? "no mirror")") }
         }
         if !missing.isEmpty {
-            throw DataError("could not download \(missing.joined(separator: ", ")). Offline? Copy the four files into a folder and point DDP_DATA_DIR (or --data-dir) at it")
+            let total = resources(for: kind).count
+            throw DataError("could not download \(missing.count) of \(total) files (\(missing[0])\(missing.count > 1 ? "; ..." : "")). Offline? Copy the four files into a folder and point DDP_DATA_DIR (or --data-dir) at it")
         }
     }
 

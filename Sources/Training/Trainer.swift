@@ -99,7 +99,7 @@ public final class Trainer {
         perturbHook = Trainer.testHook("DDP_TEST_PERTURB")
         if let dir = ProcessInfo.processInfo.environment["DDP_TEST_TRACE_SAMPLES"] {
             let path = dir + "/rank-\(comm.rank).txt"
-            FileManager.default.createFile(atPath: path, contents: nil)
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
             sampleTrace = FileHandle(forWritingAtPath: path)
         }
 
