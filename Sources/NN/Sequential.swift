@@ -3,7 +3,7 @@ import Engine
 /// A chain of layers over one flat parameter store, with every activation and activation gradient
 /// allocated once for `maxBatch` samples. A forward or backward pass allocates nothing.
 ///
-/// `torchName(i)` is the layer's index in the equivalent torch.nn.Sequential, which has no leading
+/// `torchIndex[i]` is layer i's index in the equivalent torch.nn.Sequential, which has no leading
 /// Flatten; parameters are named "\(index).weight" and "\(index).bias" as in its state_dict.
 public final class Sequential {
     public let layers: [Layer]

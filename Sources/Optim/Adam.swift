@@ -8,7 +8,6 @@ public final class Adam: Optimizer {
     public var learningRate: Float
     public let beta1: Float, beta2: Float, eps: Float, weightDecay: Float, decoupled: Bool
     public var stepCount = 0
-    public var threads = 1
     private let m: FloatBuffer, v: FloatBuffer
 
     public init(count: Int, lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8,
@@ -38,27 +37,25 @@ public final class Adam: Optimizer {
         let decay: Float = decoupled ? 1 - learningRate * wd : 1
         let l2: Float = decoupled ? 0 : wd
         let m = m.pointer, v = v.pointer
-        forEachChunk(count: count, chunks: threads) { range in
-            var i = range.lowerBound
-            while i + 16 <= range.upperBound {
-                let pv = load16(p, i)
-                let g = load16(gradients, i) + l2 * pv
-                let mi = b1 * load16(m, i) + (1 - b1) * g
-                let vi = b2 * load16(v, i) + (1 - b2) * g * g
-                store16(mi, m, i)
-                store16(vi, v, i)
-                store16(pv * decay - stepSize * mi / (vi.squareRoot() / bc2Sqrt + eps), p, i)
-                i += 16
-            }
-            while i < range.upperBound {
-                let g = gradients[i] + l2 * p[i]
-                let mi = b1 * m[i] + (1 - b1) * g
-                let vi = b2 * v[i] + (1 - b2) * g * g
-                m[i] = mi
-                v[i] = vi
-                p[i] = p[i] * decay - stepSize * mi / (vi.squareRoot() / bc2Sqrt + eps)
-                i += 1
-            }
+        var i = 0
+        while i + 16 <= count {
+            let pv = load16(p, i)
+            let g = load16(gradients, i) + l2 * pv
+            let mi = b1 * load16(m, i) + (1 - b1) * g
+            let vi = b2 * load16(v, i) + (1 - b2) * g * g
+            store16(mi, m, i)
+            store16(vi, v, i)
+            store16(pv * decay - stepSize * mi / (vi.squareRoot() / bc2Sqrt + eps), p, i)
+            i += 16
+        }
+        while i < count {
+            let g = gradients[i] + l2 * p[i]
+            let mi = b1 * m[i] + (1 - b1) * g
+            let vi = b2 * v[i] + (1 - b2) * g * g
+            m[i] = mi
+            v[i] = vi
+            p[i] = p[i] * decay - stepSize * mi / (vi.squareRoot() / bc2Sqrt + eps)
+            i += 1
         }
     }
 }

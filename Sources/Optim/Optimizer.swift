@@ -10,8 +10,6 @@ public protocol Optimizer: AnyObject {
     var stepCount: Int { get set }
     /// One update over `count` values.
     func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int)
-    /// Threads the update may use (local mode has every core; a rank under mpirun has one).
-    var threads: Int { get set }
     /// Named state buffers, for checkpoints: restoring them and `stepCount` restores the optimizer.
     var stateBuffers: [(name: String, buffer: FloatBuffer)] { get }
     /// The hyperparameters, for the run header and checkpoints.

@@ -9,7 +9,6 @@ public final class RMSprop: Optimizer {
     public var learningRate: Float
     public let alpha: Float, eps: Float, weightDecay: Float, momentum: Float
     public var stepCount = 0
-    public var threads = 1
     private let squareAvg: FloatBuffer, momentumBuffer: FloatBuffer
 
     public init(count: Int, lr: Float = 0.01, alpha: Float = 0.99, eps: Float = 1e-8, weightDecay: Float = 0, momentum: Float = 0) {
@@ -31,40 +30,38 @@ public final class RMSprop: Optimizer {
     }
 
     public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int) {
+        defer { stepCount += 1 }
         let lr = learningRate, a = alpha, eps = eps, wd = weightDecay, mu = momentum
         let v = squareAvg.pointer, buf = momentumBuffer.pointer
-        forEachChunk(count: count, chunks: threads) { range in
-            var i = range.lowerBound
-            while i + 16 <= range.upperBound {
-                let pv = load16(p, i)
-                let g = load16(gradients, i) + wd * pv
-                let vi = a * load16(v, i) + (1 - a) * g * g
-                store16(vi, v, i)
-                let step = g / (vi.squareRoot() + eps)
-                if mu > 0 {
-                    let b = mu * load16(buf, i) + step
-                    store16(b, buf, i)
-                    store16(pv - lr * b, p, i)
-                } else {
-                    store16(pv - lr * step, p, i)
-                }
-                i += 16
+        var i = 0
+        while i + 16 <= count {
+            let pv = load16(p, i)
+            let g = load16(gradients, i) + wd * pv
+            let vi = a * load16(v, i) + (1 - a) * g * g
+            store16(vi, v, i)
+            let step = g / (vi.squareRoot() + eps)
+            if mu > 0 {
+                let b = mu * load16(buf, i) + step
+                store16(b, buf, i)
+                store16(pv - lr * b, p, i)
+            } else {
+                store16(pv - lr * step, p, i)
             }
-            while i < range.upperBound {
-                let g = gradients[i] + wd * p[i]
-                let vi = a * v[i] + (1 - a) * g * g
-                v[i] = vi
-                let step = g / (vi.squareRoot() + eps)
-                if mu > 0 {
-                    let b = mu * buf[i] + step
-                    buf[i] = b
-                    p[i] -= lr * b
-                } else {
-                    p[i] -= lr * step
-                }
-                i += 1
-            }
+            i += 16
         }
-        stepCount += 1
+        while i < count {
+            let g = gradients[i] + wd * p[i]
+            let vi = a * v[i] + (1 - a) * g * g
+            v[i] = vi
+            let step = g / (vi.squareRoot() + eps)
+            if mu > 0 {
+                let b = mu * buf[i] + step
+                buf[i] = b
+                p[i] -= lr * b
+            } else {
+                p[i] -= lr * step
+            }
+            i += 1
+        }
     }
 }

@@ -9,7 +9,6 @@ public final class SGD: Optimizer {
     public var learningRate: Float
     public let momentum: Float, dampening: Float, nesterov: Bool, weightDecay: Float
     public var stepCount = 0
-    public var threads = 1
     private let momentumBuffer: FloatBuffer
 
     public init(count: Int, lr: Float, momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false, weightDecay: Float = 0) {
@@ -28,38 +27,36 @@ public final class SGD: Optimizer {
          ("nesterov", "\(nesterov)"), ("weight_decay", "\(weightDecay)")]
     }
 
-    public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int) {
+    public func step(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>, count: Int) {
+        defer { stepCount += 1 }
         let lr = learningRate, wd = weightDecay, mu = momentum, damp = 1 - dampening
         let buf = momentumBuffer.pointer
         let first = stepCount == 0, nesterov = nesterov
-        forEachChunk(count: count, chunks: threads) { range in
-            // 16 lanes at a time, then the tail: one pass over p, g and the momentum buffer.
-            var i = range.lowerBound
-            if mu == 0 {
-                while i + 16 <= range.upperBound {
-                    let pv = load16(p, i)
-                    store16(pv - lr * (load16(gradients, i) + wd * pv), p, i)
-                    i += 16
-                }
-                while i < range.upperBound { p[i] -= lr * (gradients[i] + wd * p[i]); i += 1 }
-                return
-            }
-            while i + 16 <= range.upperBound {
+        // 16 lanes at a time, then the tail: one pass over p, g and the momentum buffer.
+        var i = 0
+        if mu == 0 {
+            while i + 16 <= count {
                 let pv = load16(p, i)
-                let g = load16(gradients, i) + wd * pv
-                let b = first ? g : mu * load16(buf, i) + damp * g
-                store16(b, buf, i)
-                store16(pv - lr * (nesterov ? g + mu * b : b), p, i)
+                store16(pv - lr * (load16(g, i) + wd * pv), p, i)
                 i += 16
             }
-            while i < range.upperBound {
-                let g = gradients[i] + wd * p[i]
-                let b = first ? g : mu * buf[i] + damp * g
-                buf[i] = b
-                p[i] -= lr * (nesterov ? g + mu * b : b)
-                i += 1
-            }
+            while i < count { p[i] -= lr * (g[i] + wd * p[i]); i += 1 }
+            return
         }
-        stepCount += 1
+        while i + 16 <= count {
+            let pv = load16(p, i)
+            let gv = load16(g, i) + wd * pv
+            let b = first ? gv : mu * load16(buf, i) + damp * gv
+            store16(b, buf, i)
+            store16(pv - lr * (nesterov ? gv + mu * b : b), p, i)
+            i += 16
+        }
+        while i < count {
+            let gv = g[i] + wd * p[i]
+            let b = first ? gv : mu * buf[i] + damp * gv
+            buf[i] = b
+            p[i] -= lr * (nesterov ? gv + mu * b : b)
+            i += 1
+        }
     }
 }

@@ -23,10 +23,10 @@ struct PhaseClock {
     }
 }
 
-/// Data-parallel training, one batch from disk to the optimizer step:
+/// Data-parallel training, one batch from disk to the optimizer step (`trainStep`):
 ///
-///     sampler.fill -> dataset.gather -> zero_grad -> forward -> loss -> backward (buckets all-reduced
-///     as they become ready) -> wait -> optimizer.step
+///     sampler.fill -> dataset.gather -> forward -> loss -> backward (writes this rank's gradients,
+///     telling the reducer as each layer's are ready) -> reducer.finish (sum over ranks) -> optimizer.step
 ///
 /// Every rank runs this same loop. Each rank's loss is its samples' sum divided by the *global*
 /// batch size, so the summed all-reduce is exactly the gradient of the global mean loss and every
@@ -84,7 +84,6 @@ public final class Trainer {
         model = spec.build(inputShape: splits.train.sampleShape, classes: splits.train.classes, maxBatch: maxBatch,
                            seed: config.seed, logSoftmax: lossKind == .nll)
         optimizer = try config.optimizerConfig.make(parameterCount: model.store.count)
-        optimizer.threads = 1
         sampler = Sampler(datasetCount: splits.train.count, perRankBatch: config.batchSize, rank: comm.rank, world: comm.size,
                           seed: config.seed, shuffle: config.shuffle, dropLast: config.dropLast, shardData: config.shardData)
         guard sampler.batchesPerEpoch > 0 else {

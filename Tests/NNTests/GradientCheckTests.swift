@@ -57,19 +57,25 @@ final class GradientCheckTests: XCTestCase {
             XCTAssertEqual(Double(dx[i]), numeric, accuracy: 2e-2 * max(1, abs(numeric)),
                            "\(layer.typeName) dx[\(i)]", file: file, line: line)
         }
-        let p = store.parameters.pointer, g = store.gradients.pointer
         for entry in store.entries {
             for j in 0..<entry.count {
                 let i = entry.offset + j
-                let saved = p[i]
-                p[i] = saved + eps; let plus = objective()
-                p[i] = saved - eps; let minus = objective()
-                p[i] = saved
-                let numeric = (plus - minus) / Double(2 * eps)
-                XCTAssertEqual(Double(g[i]), numeric, accuracy: 2e-2 * max(1, abs(numeric)),
+                let numeric = centralDifference(store.parameters.pointer + i, eps: eps, objective)
+                XCTAssertEqual(Double(store.gradients[i]), numeric, accuracy: 2e-2 * max(1, abs(numeric)),
                                "\(layer.typeName) \(entry.name)[\(j)]", file: file, line: line)
             }
         }
+    }
+
+    /// (f(p + eps) - f(p - eps)) / 2 eps, restoring p.
+    func centralDifference(_ p: UnsafeMutablePointer<Float>, eps: Float, _ f: () -> Double) -> Double {
+        let saved = p.pointee
+        p.pointee = saved + eps
+        let plus = f()
+        p.pointee = saved - eps
+        let minus = f()
+        p.pointee = saved
+        return (plus - minus) / Double(2 * eps)
     }
 
     func testLinear() { check(Linear(5, 4)) }
@@ -172,15 +178,11 @@ final class GradientCheckTests: XCTestCase {
         }
         model.store.gradients.zero()
         _ = run(true)
-        let p = model.store.parameters.pointer
         for entry in model.store.entries {
             for j in 0..<entry.count {
                 let i = entry.offset + j
-                let saved = p[i]
-                p[i] = saved + 1e-3; let plus = run(false)
-                p[i] = saved - 1e-3; let minus = run(false)
-                p[i] = saved
-                XCTAssertEqual(Double(model.store.gradients[i]), (plus - minus) / 2e-3, accuracy: 2e-3, "\(text) \(entry.name)[\(j)]")
+                let numeric = centralDifference(model.store.parameters.pointer + i, eps: 1e-3) { run(false) }
+                XCTAssertEqual(Double(model.store.gradients[i]), numeric, accuracy: 2e-3, "\(text) \(entry.name)[\(j)]")
             }
         }
     }
