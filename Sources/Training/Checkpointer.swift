@@ -66,7 +66,7 @@ public final class Checkpointer {
             try body()
             return true
         } catch {
-            FileHandle.standardError.write("ddp-train: warning: checkpoint write failed, previous checkpoints kept: \(error)\n".data(using: .utf8)!)
+            warn("warning: checkpoint write failed, previous checkpoints kept: \(error)")
             return false
         }
     }
@@ -97,7 +97,7 @@ public final class Checkpointer {
                 throw DataError("no readable checkpoint in \(directory): \(warnings.joined(separator: "; "))")
             }
         }
-        for w in warnings { FileHandle.standardError.write("ddp-train: warning: \(w)\n".data(using: .utf8)!) }
+        for w in warnings { warn("warning: \(w)") }
         try comm.broadcast(bytes: &body, root: 0, what: "broadcast(checkpoint)")
         guard !body.isEmpty else { return nil }
         var name = chosen

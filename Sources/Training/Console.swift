@@ -55,6 +55,12 @@ public final class Console {
     }
 }
 
+/// One line on stderr, from any rank: "ddp-train: <message>".
+public func warn(_ message: String) {
+    fputs("ddp-train: \(message)\n", stderr)
+    fflush(stderr)
+}
+
 /// Seconds on a monotonic clock.
 @inline(__always)
 public func monotonicSeconds() -> Double {

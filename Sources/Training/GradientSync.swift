@@ -117,7 +117,7 @@ public final class SharedMemoryReduce: GradientReducer {
         let agreed = try comm.allgather(windows == nil ? 0 : 1, what: "allgather(shared memory ok)")
         guard let (segs, sums) = windows, agreed.allSatisfy({ $0 == 1 }) else {
             if !failure.isEmpty && comm.isRoot {
-                FileHandle.standardError.write("ddp-train: note: shared-memory reduction unavailable (\(failure)); using MPI all-reduce\n".data(using: .utf8)!)
+                warn("note: shared-memory reduction unavailable (\(failure)); using MPI all-reduce")
             }
             return nil
         }

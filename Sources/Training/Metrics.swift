@@ -77,7 +77,19 @@ public final class MetricsLog {
         write(String(format: "{\"epoch\":%d,\"val_loss\":%.6g,\"val_accuracy\":%.6g}\n", epoch, loss, accuracy))
     }
 
-    private func write(_ s: String) { handle.write(s.data(using: .utf8)!) }
+    private var failed = false
+
+    /// A failed write (a full disk) is reported once; training goes on without metrics.
+    private func write(_ s: String) {
+        guard !failed else { return }
+        do {
+            try handle.write(contentsOf: Data(s.utf8))
+        } catch {
+            failed = true
+            let posix = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+            warn("warning: metrics write failed (\(posix ?? "\(error)")); training goes on without metrics")
+        }
+    }
 
     public func close() { try? handle.close() }
 }

@@ -298,12 +298,12 @@ public final class Trainer {
     }
 
     private func testStall() {
-        FileHandle.standardError.write("ddp-train: test hook: rank \(comm.rank) stalls at step \(step)\n".data(using: .utf8)!)
+        warn("test hook: rank \(comm.rank) stalls at step \(step)")
         while true { sleep(1000) }
     }
 
     private func testKill() {
-        FileHandle.standardError.write("ddp-train: test hook: rank \(comm.rank) kills itself (SIGKILL) at step \(step)\n".data(using: .utf8)!)
+        warn("test hook: rank \(comm.rank) kills itself (SIGKILL) at step \(step)")
         Glibc.kill(getpid(), SIGKILL)
     }
 }

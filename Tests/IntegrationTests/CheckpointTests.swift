@@ -102,6 +102,15 @@ final class CheckpointTests: XCTestCase {
         ok(Harness.run(common + ["--batch-size", "64", "--checkpoint-dir", ck, "--resume", "--max-steps", "12"]))
     }
 
+    /// The metrics file hits a 1 KiB file-size limit: reported once, and training finishes.
+    func testFailedMetricsWriteIsReportedNotFatal() {
+        let path = temporaryDirectory() + "/m.jsonl"
+        let r = Harness.runShell("ulimit -f 1; exec \"$0\" \"$@\"", args: ["--dataset", "synthetic:600", "--model", "mlp:16",
+                                                                      "--max-steps", "100", "--epochs", "10", "--metrics", path, "--log-every", "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderrLines.filter { $0.contains("metrics write failed (File too large)") }.count, 1, r.stderr)
+    }
+
     func testSupervisorRestartsKilledJob() throws {
         let dir = temporaryDirectory()
         ok(Harness.run(common + ["--batch-size", "32", "--save", dir + "/full.safetensors"], np: 2))
