@@ -19,7 +19,9 @@ public struct IDXFile {
         let headerSize = 4 + 4 * expectedRank
         guard data.count >= headerSize else { throw DataError("\(name): truncated IDX header (\(data.count) bytes)") }
         dims = (0..<expectedRank).map { Int(readBE32(data, 4 + 4 * $0)) }
-        let payload = dims.reduce(1, *)
+        guard let payload = elementCount(dims), payload <= Int(Int32.max) * 16 else {
+            throw DataError("\(name): corrupt IDX header: dimensions \(dims) are too large")
+        }
         guard data.count - headerSize >= payload else {
             throw DataError("\(name): truncated: header promises \(payload) bytes of data, file has \(data.count - headerSize)")
         }

@@ -83,8 +83,9 @@ public enum SafeTensors {
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
             else { throw bad("entry '\(key)' lacks dtype, shape or data_offsets") }
             guard dtype == "F32" else { throw DataError("\(name): tensor '\(key)' has dtype \(dtype); only F32 is supported") }
-            guard shape.allSatisfy({ $0 >= 0 }) else { throw bad("tensor '\(key)' has a negative dimension") }
-            let count = shape.reduce(1, *)
+            guard let count = elementCount(shape), count <= dataSize / 4 else {
+                throw bad("tensor '\(key)' has shape \(shape), larger than the file (truncated?)")
+            }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, end >= begin, end <= dataSize else { throw bad("tensor '\(key)' lies outside the file (truncated?)") }
             guard end - begin == count * 4 else { throw bad("tensor '\(key)': shape \(shape) needs \(count * 4) bytes, offsets give \(end - begin)") }

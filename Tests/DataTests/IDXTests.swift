@@ -37,6 +37,7 @@ final class IDXTests: XCTestCase {
         assertError(IDXFile.encode(dims: [5], bytes: [1, 2]), rank: 1, contains: "truncated")
         assertError([0, 0, 8, 3, 0, 0], rank: 3, contains: "truncated IDX header")
         assertError(IDXFile.encode(dims: [1], bytes: [1, 2]), rank: 1, contains: "unexpected bytes")
+        assertError(IDXFile.encode(dims: [0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], bytes: []), rank: 3, contains: "too large")
     }
 
     func testReadsRealGzippedMNIST() throws {
