@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: unit tests in-process (local
 # communicator) and the MPI integration tests, which drive the release binary under mpirun.
+# The tests are XCTest; the Swift Testing runner is off so the run ends with XCTest's summary.
 # Environment: DDP_DATA_DIR (default ../shared/data/mnist-10k beside the repository).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -16,4 +17,4 @@ if ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
 fi
 export DDP_REQUIRE_PYTHON=1 DDP_TRAIN_BIN="$DDP_BIN"
 
-swift test 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]'
+swift test --disable-swift-testing 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]'
