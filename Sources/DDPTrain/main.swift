@@ -10,20 +10,24 @@ if let i = arguments.firstIndex(of: "--resume"), i + 1 == arguments.count || arg
     arguments.insert("latest", at: i + 1)
 }
 
-do {
-    var command = try DDPTrainCommand.parseAsRoot(arguments)
-    do {
-        try command.run()
-    } catch let error as CleanExit {
+/// Help, `CleanExit` and `ExitCode` end as ArgumentParser ends them; anything else is one line on
+/// stderr (exit 2 for usage errors, 1 otherwise).
+func finish(_ error: Error, usage: Bool) -> Never {
+    if error is ExitCode || DDPTrainCommand.exitCode(for: error) == .success {
         DDPTrainCommand.exit(withError: error)
-    } catch let error as ExitCode {
-        DDPTrainCommand.exit(withError: error)
-    } catch let error as ValidationError {
-        ErrorReport.fail(error, usage: true)
-    } catch {
-        ErrorReport.fail(error, usage: false)
     }
+    ErrorReport.fail(error, usage: usage || error is ValidationError)
+}
+
+var command: ParsableCommand
+do {
+    command = try DDPTrainCommand.parseAsRoot(arguments)
 } catch {
-    if DDPTrainCommand.exitCode(for: error) == .success { DDPTrainCommand.exit(withError: error) }
-    ErrorReport.fail(error, usage: true)
+    finish(error, usage: true)
+}
+do {
+    // For --help, parsing returns ArgumentParser's help command, whose run() throws the help request.
+    try command.run()
+} catch {
+    finish(error, usage: false)
 }

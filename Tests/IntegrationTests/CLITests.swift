@@ -72,6 +72,16 @@ final class CLITests: XCTestCase {
                            mentions: "the model needs [32, 784]", np: 2)
     }
 
+    func testHelp() {
+        for args in [["--help"], ["help"], ["train", "--help"], ["bench", "--help"]] {
+            let r = Harness.run(args)
+            XCTAssertEqual(r.status, 0, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("USAGE: ddp-train"), "\(args): \(r.stdout)")
+            XCTAssertEqual(r.stderr, "")
+        }
+        XCTAssertTrue(Harness.run(["--help"]).stdout.contains("evaluate"), "subcommands listed")
+    }
+
     /// Python's safetensors package (numpy) reads what --save writes, with PyTorch's names.
     func testPythonSafetensorsReadsOurFile() throws {
         let python = Process()
