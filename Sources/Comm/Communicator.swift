@@ -34,8 +34,6 @@ public protocol Communicator: AnyObject {
     /// Makes this rank's writes to shared segments visible to the others and waits for all ranks.
     func sharedSync(what: String) throws
 
-    /// Ends the whole job now (MPI_Abort), for errors that other ranks cannot learn about.
-    func abort(code: Int32) -> Never
     func finalize()
 }
 
@@ -78,8 +76,6 @@ public final class LocalCommunicator: Communicator {
     public func allgather(_ value: UInt64, what: String) throws -> [UInt64] { [value] }
     public func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]? { nil }
     public func sharedSync(what: String) throws {}
-    public func abort(code: Int32) -> Never { exit(code) }
     public func finalize() {}
 }
 
-@_silgen_name("exit") private func exit(_ code: Int32) -> Never

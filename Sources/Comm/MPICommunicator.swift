@@ -44,12 +44,14 @@ public final class MPICommunicator: Communicator {
         labels = [String](repeating: "", count: Self.slots)
     }
 
-    static func check(_ code: Int32, _ call: String) throws {
+    /// `call` is an autoclosure: the name (often interpolated) is built only when the call failed,
+    /// so polling a request allocates nothing.
+    static func check(_ code: Int32, _ call: @autoclosure () -> String) throws {
         guard code != cmpi_success() else { return }
         var buffer = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
         var length: Int32 = 0
         MPI_Error_string(code, &buffer, &length)
-        throw CommError("\(call) failed: \(String(cString: buffer))")
+        throw CommError("\(call()) failed: \(String(cString: buffer))")
     }
 
     private func takeSlot(_ what: String) -> Int {
@@ -180,13 +182,6 @@ public final class MPICommunicator: Communicator {
         try Self.check(MPI_Ibarrier(nodeComm ?? comm, requests + slot), "MPI_Ibarrier(\(what))")
         try wait(slot)
         for w in windows { try Self.check(MPI_Win_sync(w), "MPI_Win_sync(\(what))") }
-    }
-
-    public func abort(code: Int32) -> Never {
-        fflush(stdout)
-        fflush(stderr)
-        MPI_Abort(comm, code)
-        _exit(code)
     }
 
     public func finalize() {
