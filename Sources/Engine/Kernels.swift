@@ -19,10 +19,21 @@ public enum Kernels {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// db[cols] += sum over rows of dy[rows, cols].
-    @inline(__always)
-    public static func addColumnSums(_ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
+    /// db[cols] = (or += when `accumulate`) the sum over rows of dy[rows, cols]; the first row
+    /// initializes db, so no separate zeroing pass is needed.
+    @inlinable
+    public static func columnSums(_ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>,
+                                  accumulate: Bool) {
+        guard rows > 0 else {
+            if !accumulate { db.update(repeating: 0, count: cols) }
+            return
+        }
+        if accumulate {
+            for c in 0..<cols { db[c] += dy[c] }
+        } else {
+            db.update(from: dy, count: cols)
+        }
+        for r in 1..<rows {
             let row = dy + r * cols
             for c in 0..<cols { db[c] += row[c] }
         }
@@ -35,5 +46,4 @@ public enum BLAS {
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
     public static var threads: Int { Int(openblas_get_num_threads()) }
     public static var coreName: String { String(cString: openblas_get_corename()) }
-    public static var config: String { String(cString: openblas_get_config()) }
 }

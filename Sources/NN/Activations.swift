@@ -54,13 +54,13 @@ public final class ReLU: Activation {
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         if fusedIntoLinear { return }
-        for i in 0..<(batch * shape.count) { y[i] = max(x[i], 0) }
+        for i in 0..<(batch * shape.count) { y[i] = ActivationKind.relu.apply(x[i]) }
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
         guard let dx, !fusedIntoLinear else { return }
-        for i in 0..<(batch * shape.count) { dx[i] = y[i] > 0 ? dy[i] : 0 }
+        for i in 0..<(batch * shape.count) { dx[i] = dy[i] * ActivationKind.relu.derivative(output: y[i]) }
     }
 }
 
@@ -73,13 +73,13 @@ public final class Sigmoid: Activation {
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         if fusedIntoLinear { return }
-        for i in 0..<(batch * shape.count) { y[i] = 1 / (1 + expf(-x[i])) }
+        for i in 0..<(batch * shape.count) { y[i] = ActivationKind.sigmoid.apply(x[i]) }
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
         guard let dx, !fusedIntoLinear else { return }
-        for i in 0..<(batch * shape.count) { dx[i] = dy[i] * y[i] * (1 - y[i]) }
+        for i in 0..<(batch * shape.count) { dx[i] = dy[i] * ActivationKind.sigmoid.derivative(output: y[i]) }
     }
 }
 
@@ -92,13 +92,13 @@ public final class Tanh: Activation {
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         if fusedIntoLinear { return }
-        for i in 0..<(batch * shape.count) { y[i] = tanhf(x[i]) }
+        for i in 0..<(batch * shape.count) { y[i] = ActivationKind.tanh.apply(x[i]) }
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
         guard let dx, !fusedIntoLinear else { return }
-        for i in 0..<(batch * shape.count) { dx[i] = dy[i] * (1 - y[i] * y[i]) }
+        for i in 0..<(batch * shape.count) { dx[i] = dy[i] * ActivationKind.tanh.derivative(output: y[i]) }
     }
 }
 

@@ -5,6 +5,8 @@ import Engine
 /// in one pass after the GEMM, and backward applies f' in the same pass that sums the bias gradient.
 public final class Linear: Layer {
     public var activation: ActivationKind?
+    /// Zeros standing in for the bias of a Linear without one, so the epilogue has one form.
+    private let noBias: FloatBuffer
     public let inFeatures: Int
     public let outFeatures: Int
     public let hasBias: Bool
@@ -23,6 +25,7 @@ public final class Linear: Layer {
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
         self.hasBias = bias
+        noBias = FloatBuffer(count: bias ? 0 : outFeatures)
     }
 
     public func reserveParameters(in store: ParameterStore, prefix: String) {
@@ -50,39 +53,37 @@ public final class Linear: Layer {
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         Kernels.gemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
                      a: x, lda: inFeatures, b: weight, ldb: inFeatures, beta: 0, c: y, ldc: outFeatures)
-        // Epilogue: bias and activation in one pass over y.
-        let n = outFeatures
-        switch (bias, activation) {
-        case (nil, nil): break
-        case (let b?, nil):
-            for r in 0..<batch { let row = y + r * n; for c in 0..<n { row[c] += b[c] } }
-        case (let b, let f?):
-            for r in 0..<batch {
-                let row = y + r * n
-                for c in 0..<n { row[c] = f.apply(row[c] + (b?[c] ?? 0)) }
-            }
+        // Epilogue, one pass over y: bias, then the fused activation, chosen once per call so that
+        // each loop is compiled for one function.
+        switch activation {
+        case nil: if hasBias { epilogue(y, rows: batch) { $0 } }
+        case .relu?: epilogue(y, rows: batch) { ActivationKind.relu.apply($0) }
+        case .sigmoid?: epilogue(y, rows: batch) { ActivationKind.sigmoid.apply($0) }
+        case .tanh?: epilogue(y, rows: batch) { ActivationKind.tanh.apply($0) }
+        }
+    }
+
+    /// y[r, c] = f(y[r, c] + bias[c])
+    @inline(__always)
+    private func epilogue(_ y: UnsafeMutablePointer<Float>, rows: Int, _ f: (Float) -> Float) {
+        let n = outFeatures, b = UnsafePointer(bias ?? noBias.pointer)
+        for r in 0..<rows {
+            let row = y + r * n
+            for c in 0..<n { row[c] = f(row[c] + b[c]) }
         }
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
         let accumulate = context.accumulateGradients
-        if let f = activation {
-            // dy becomes the gradient before the activation, in place (the buffer is this layer's
-            // own output gradient), and the bias gradient is summed in the same pass.
-            let g = UnsafeMutablePointer(mutating: dy)
-            if let biasGrad, !accumulate { biasGrad.update(repeating: 0, count: outFeatures) }
-            for r in 0..<batch {
-                let o = r * outFeatures
-                for c in 0..<outFeatures {
-                    let v = g[o + c] * f.derivative(output: y[o + c])
-                    g[o + c] = v
-                    biasGrad?[c] += v
-                }
-            }
-        } else if let biasGrad {
-            if !accumulate { biasGrad.update(repeating: 0, count: outFeatures) }
-            Kernels.addColumnSums(dy, rows: batch, cols: outFeatures, into: biasGrad)
+        // With a fused activation, dy becomes the gradient before it, in place (the buffer is this
+        // layer's own output gradient), in the same pass that sums the bias gradient.
+        let g = UnsafeMutablePointer(mutating: dy)
+        switch activation {
+        case nil: if let biasGrad { Kernels.columnSums(dy, rows: batch, cols: outFeatures, into: biasGrad, accumulate: accumulate) }
+        case .relu?: preActivationGradient(g, y, rows: batch, accumulate: accumulate) { ActivationKind.relu.derivative(output: $0) }
+        case .sigmoid?: preActivationGradient(g, y, rows: batch, accumulate: accumulate) { ActivationKind.sigmoid.derivative(output: $0) }
+        case .tanh?: preActivationGradient(g, y, rows: batch, accumulate: accumulate) { ActivationKind.tanh.derivative(output: $0) }
         }
         // dW (out, in) (+)= dy^T (out, B) x (B, in)
         Kernels.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
@@ -92,5 +93,17 @@ public final class Linear: Layer {
             Kernels.gemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,
                          a: dy, lda: outFeatures, b: weight, ldb: inFeatures, beta: 0, c: dx, ldc: inFeatures)
         }
+    }
+
+    /// g[r, c] *= f'(y[r, c]), and the bias gradient is the column sums of the result.
+    @inline(__always)
+    private func preActivationGradient(_ g: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, rows: Int,
+                                       accumulate: Bool, _ derivative: (Float) -> Float) {
+        let n = outFeatures
+        for r in 0..<rows {
+            let o = r * n
+            for c in 0..<n { g[o + c] *= derivative(y[o + c]) }
+        }
+        if let biasGrad { Kernels.columnSums(g, rows: rows, cols: n, into: biasGrad, accumulate: accumulate) }
     }
 }
