@@ -41,7 +41,7 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 log "building ddp-train (release)"
-swift build -c release --product ddp-train 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' >&2
+swift build -c release --product ddp-train 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\]' || true; } >&2
 DDP_BIN="$(swift build -c release --show-bin-path)/ddp-train"
 export DDP_BIN
 if [ -w /usr/local/bin ]; then ln -sf "$DDP_BIN" /usr/local/bin/ddp-train; fi

@@ -17,4 +17,4 @@ if ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
 fi
 export DDP_REQUIRE_PYTHON=1 DDP_TRAIN_BIN="$DDP_BIN"
 
-swift test --disable-swift-testing 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]'
+swift test --disable-swift-testing 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\]' || true; }

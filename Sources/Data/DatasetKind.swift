@@ -36,15 +36,6 @@ public enum DatasetKind: Equatable, CustomStringConvertible, Sendable {
             return ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
         }
     }
-
-    /// PyTorch examples' normalization constants, for `--normalize auto`.
-    public var standardNormalization: (mean: Float, std: Float) {
-        switch self {
-        case .mnist: return (0.1307, 0.3081)
-        case .fashionMNIST: return (0.2860, 0.3530)
-        case .synthetic: return (0.5, 0.25)
-        }
-    }
 }
 
 /// The four files of the standard MNIST layout, each raw or .gz.
@@ -53,7 +44,6 @@ public enum MNISTFiles {
     public static let trainLabels = "train-labels-idx1-ubyte"
     public static let testImages = "t10k-images-idx3-ubyte"
     public static let testLabels = "t10k-labels-idx1-ubyte"
-    public static let all = [trainImages, trainLabels, testImages, testLabels]
 
     /// `dir/base` or `dir/base.gz`, whichever exists.
     public static func locate(_ base: String, in dir: String) throws -> String {

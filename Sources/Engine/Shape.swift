@@ -12,8 +12,5 @@ public struct Shape: Equatable, CustomStringConvertible, Sendable {
     public init(_ dims: Int...) { self.init(dims) }
     public var rank: Int { dims.count }
 
-    /// The same shape with a leading batch dimension.
-    public func batched(_ n: Int) -> Shape { Shape([n] + dims) }
-
     public var description: String { "[" + dims.map(String.init).joined(separator: ", ") + "]" }
 }

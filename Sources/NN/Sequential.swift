@@ -107,9 +107,9 @@ public final class Sequential {
         }
     }
 
-    /// Backpropagates `outputGrad`, accumulating into the store's gradients. After each layer with
-    /// parameters, `parametersReady(offset)` says that every gradient at or after `offset` is final,
-    /// which lets the caller start all-reducing those buckets while backward goes on.
+    /// Backpropagates `outputGrad` into the store's gradients (written, or added to when
+    /// `context.accumulateGradients`). After each layer with parameters, `parametersReady(offset)`
+    /// says that every gradient at or after `offset` is final, so a reducer can start on it.
     public func backward(batch: Int, context: StepContext, parametersReady: (Int) -> Void = { _ in }) {
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
             layers[i].backward(x: activations[i], y: activations[i + 1], dy: activationGrads[i + 1],

@@ -69,14 +69,14 @@ public enum Benchmark {
 
     public static func run(trainer: Trainer, steps: Int, warmup: Int) throws -> Report {
         let comm = trainer.comm
-        let batches = trainer.sampler.batchesPerEpoch
-        var b = 0
+        // Epochs roll over without evaluation: only training steps are measured.
         func step() throws {
-            if b == 0 { trainer.sampler.startEpoch(trainer.epoch) }
-            try trainer.trainStep(batch: b)
-            trainer.step += 1
-            b += 1
-            if b == batches { b = 0; trainer.epoch += 1 }
+            if trainer.batchInEpoch == trainer.sampler.batchesPerEpoch {
+                trainer.epoch += 1
+                trainer.batchInEpoch = 0
+            }
+            trainer.sampler.startEpoch(trainer.epoch)  // no-op within an epoch
+            try trainer.advance()
         }
         for _ in 0..<warmup { try step() }
         try comm.barrier(what: "barrier(bench start)")

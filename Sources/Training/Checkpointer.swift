@@ -100,17 +100,10 @@ public final class Checkpointer {
         for w in warnings { warn("warning: \(w)") }
         try comm.broadcast(bytes: &body, root: 0, what: "broadcast(checkpoint)")
         guard !body.isEmpty else { return nil }
-        var name = chosen
-        try comm.broadcast(bytes: &name.utf8Bytes, root: 0, what: "broadcast(checkpoint name)")
-        // Every rank has the same bytes, so every rank reaches the same verdict.
+        // Every rank has the same bytes, so every rank reaches the same verdict; only rank 0, which
+        // knows the file's name, prints it.
+        let name = comm.isRoot ? chosen : "checkpoint"
         try Checkpoint.restore(body, into: trainer, name: name)
         return name
-    }
-}
-
-extension String {
-    fileprivate var utf8Bytes: [UInt8] {
-        get { Array(utf8) }
-        set { self = String(decoding: newValue, as: UTF8.self) }
     }
 }

@@ -87,7 +87,6 @@ public final class BucketAllreduce: GradientReducer {
 /// where an all-reduce copies every byte through MPI's transport.
 public final class SharedMemoryReduce: GradientReducer {
     let comm: Communicator
-    let count: Int
     let segments: [UnsafeMutablePointer<Float>]
     let sum: UnsafeMutablePointer<Float>
     let slice: Range<Int>
@@ -96,7 +95,6 @@ public final class SharedMemoryReduce: GradientReducer {
     /// shared windows (a small /dev/shm, say): every rank then agrees to fall back to MPI.
     public init?(comm: Communicator, store: ParameterStore) throws {
         let world = comm.size
-        count = store.count
         // Slice boundaries on 16-float (64-byte) lines, so no two ranks write one cache line.
         let starts = (0...world).map { r in r == world ? store.count : min(store.count, (store.count * r / world) / 16 * 16) }
         var windows: ([UnsafeMutablePointer<Float>], [UnsafeMutablePointer<Float>])?
@@ -140,9 +138,9 @@ public final class SharedMemoryReduce: GradientReducer {
         let end = slice.upperBound
         let w = segments.count
         while i + 16 <= end {
-            var s = SIMD16<Float>(UnsafeRawPointer(segments[0] + i).loadUnaligned(as: SIMD16<Float>.self))
-            for q in 1..<w { s += UnsafeRawPointer(segments[q] + i).loadUnaligned(as: SIMD16<Float>.self) }
-            UnsafeMutableRawPointer(out + i).storeBytes(of: s, as: SIMD16<Float>.self)
+            var s = load16(segments[0], i)
+            for q in 1..<w { s += load16(segments[q], i) }
+            store16(s, out, i)
             i += 16
         }
         while i < end {

@@ -72,8 +72,6 @@ public final class Sampler {
         }
     }
 
-    public var epochOrder: [Int32] { order }
-
     /// Writes this rank's dataset indices for batch `b` of the current epoch into `out` (room for
     /// `perRankBatch`) and returns (local count, global batch size).
     public func fill(batch b: Int, into out: UnsafeMutablePointer<Int32>) -> (local: Int, global: Int) {

@@ -150,10 +150,8 @@ public final class Trainer {
             while batchInEpoch < batches && !stop {
                 comm.currentStep = step
                 let t0 = monotonicSeconds()
-                let (meanLoss, globalCount) = try trainStep(batch: batchInEpoch)
+                let (meanLoss, globalCount) = try advance()
                 let dt = monotonicSeconds() - t0
-                batchInEpoch += 1
-                step += 1
                 processed += globalCount
                 windowLoss += meanLoss
                 windowSteps += 1
@@ -208,6 +206,15 @@ public final class Trainer {
         }
         metrics?.close()
         return lastEval
+    }
+
+    /// Trains the next batch of the current epoch and moves the position (step, batch) on.
+    @discardableResult
+    public func advance() throws -> (loss: Double, globalCount: Int) {
+        let result = try trainStep(batch: batchInEpoch)
+        batchInEpoch += 1
+        step += 1
+        return result
     }
 
     /// One optimizer step on batch `b` of the current epoch. Returns the global mean loss and the
