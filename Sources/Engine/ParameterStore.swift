@@ -43,6 +43,15 @@ public final class ParameterStore {
         gradients = buffer
     }
 
+    /// Moves the parameters to other memory (a node-shared window that several processes map),
+    /// copying only `range` of the current values: each process fills its own slice of the one
+    /// shared copy. Layers must `bind` again.
+    public func moveParameters(to buffer: FloatBuffer, copying range: Range<Int>) {
+        precondition(sealed && buffer.count >= count && range.upperBound <= count)
+        (buffer.pointer + range.lowerBound).update(from: parameters.pointer + range.lowerBound, count: range.count)
+        parameters = buffer
+    }
+
     public func parameterPointer(_ offset: Int) -> UnsafeMutablePointer<Float> { parameters.pointer + offset }
     public func gradientPointer(_ offset: Int) -> UnsafeMutablePointer<Float> { gradients.pointer + offset }
 

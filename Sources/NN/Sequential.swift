@@ -82,7 +82,7 @@ public final class Sequential {
         resetParameters(seed: seed)
     }
 
-    /// Points every layer at the store's buffers again (after `store.moveGradients`).
+    /// Points every layer at the store's buffers again (after `store.moveGradients` or `moveParameters`).
     public func rebind() {
         for layer in layers { layer.bind(to: store) }
     }

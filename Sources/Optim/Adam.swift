@@ -11,15 +11,16 @@ public final class Adam: Optimizer {
     private let m: FloatBuffer, v: FloatBuffer
 
     public init(count: Int, lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8,
-                weightDecay: Float = 0, decoupled: Bool = false) {
+                weightDecay: Float = 0, decoupled: Bool = false,
+                allocate: (Int) throws -> FloatBuffer = { FloatBuffer(count: $0) }) rethrows {
         learningRate = lr
         beta1 = betas.0
         beta2 = betas.1
         self.eps = eps
         self.weightDecay = weightDecay
         self.decoupled = decoupled
-        m = FloatBuffer(count: count)
-        v = FloatBuffer(count: count)
+        m = try allocate(count)
+        v = try allocate(count)
     }
 
     public var name: String { decoupled ? "AdamW" : "Adam" }
@@ -28,15 +29,14 @@ public final class Adam: Optimizer {
         [("lr", "\(learningRate)"), ("betas", "(\(beta1), \(beta2))"), ("eps", "\(eps)"), ("weight_decay", "\(weightDecay)")]
     }
 
-    public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int) {
-        stepCount += 1
-        let t = Float(stepCount)
+    public func update(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, offset: Int, count: Int) {
+        let t = Float(stepCount + 1)
         let bc1 = 1 - pow(beta1, t), bc2Sqrt = (1 - pow(beta2, t)).squareRoot()
         let stepSize = learningRate / bc1
         let b1 = beta1, b2 = beta2, eps = eps, wd = weightDecay
         let decay: Float = decoupled ? 1 - learningRate * wd : 1
         let l2: Float = decoupled ? 0 : wd
-        let m = m.pointer, v = v.pointer
+        let m = m.pointer + offset, v = v.pointer + offset
         var i = 0
         while i + 16 <= count {
             let pv = load16(p, i)

@@ -3,17 +3,30 @@ import Engine
 /// An optimizer updates the flat parameter buffer from the flat gradient buffer in one pass, with
 /// torch.optim's update rule. Its state (moments, step count) lives in flat buffers of the same
 /// size, so checkpoints save it as a few arrays.
+///
+/// A step can be applied whole (`step`) or in pieces (`update` over ranges, then `stepCount += 1`):
+/// with node-shared memory each rank updates only its slice of the one shared copy.
 public protocol Optimizer: AnyObject {
     var name: String { get }
     var learningRate: Float { get set }
     /// Optimizer steps taken so far (torch's `state['step']`).
     var stepCount: Int { get set }
-    /// One update over `count` values.
-    func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int)
+    /// Step `stepCount + 1` for values `offset ..< offset + count`: `parameters` and `gradients`
+    /// point at value `offset`, and the state buffers are indexed by absolute position. Does not
+    /// count the step. Elementwise, so a step applied in pieces equals the whole step bit for bit.
+    func update(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, offset: Int, count: Int)
     /// Named state buffers, for checkpoints: restoring them and `stepCount` restores the optimizer.
     var stateBuffers: [(name: String, buffer: FloatBuffer)] { get }
     /// The hyperparameters, for the run header and checkpoints.
     var hyperparameters: [(String, String)] { get }
+}
+
+extension Optimizer {
+    /// One whole step over `count` values.
+    public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int) {
+        update(parameters: parameters, gradients: gradients, offset: 0, count: count)
+        stepCount = stepCount + 1  // get and set: `+=` on a protocol property may heap-allocate a coroutine frame
+    }
 }
 
 public struct OptimizerError: Error, CustomStringConvertible {
@@ -62,18 +75,29 @@ public struct OptimizerConfig: Sendable, Equatable {
         }
     }
 
-    public func make(parameterCount: Int) throws -> Optimizer {
+    /// How many state buffers of the parameters' size the optimizer keeps (`stateBuffers.count`).
+    public var stateBufferCount: Int {
+        switch kind {
+        case .sgd: return momentum != 0 ? 1 : 0
+        case .adam, .adamw: return 2
+        case .rmsprop: return momentum > 0 ? 2 : 1
+        }
+    }
+
+    /// `allocate` provides each state buffer (zeroed): private memory by default, or slices of a
+    /// node-shared window when the ranks share one copy of the parameters.
+    public func make(parameterCount: Int, allocate: (Int) throws -> FloatBuffer = { FloatBuffer(count: $0) }) throws -> Optimizer {
         try validate()
         let lr = resolvedLearningRate, wd = resolvedWeightDecay
         switch kind {
         case .sgd:
-            return SGD(count: parameterCount, lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov, weightDecay: wd)
-        case .adam:
-            return Adam(count: parameterCount, lr: lr, betas: (beta1, beta2), eps: eps, weightDecay: wd, decoupled: false)
-        case .adamw:
-            return Adam(count: parameterCount, lr: lr, betas: (beta1, beta2), eps: eps, weightDecay: wd, decoupled: true)
+            return try SGD(count: parameterCount, lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov, weightDecay: wd,
+                           allocate: allocate)
+        case .adam, .adamw:
+            return try Adam(count: parameterCount, lr: lr, betas: (beta1, beta2), eps: eps, weightDecay: wd, decoupled: kind == .adamw,
+                            allocate: allocate)
         case .rmsprop:
-            return RMSprop(count: parameterCount, lr: lr, alpha: alpha, eps: eps, weightDecay: wd, momentum: momentum)
+            return try RMSprop(count: parameterCount, lr: lr, alpha: alpha, eps: eps, weightDecay: wd, momentum: momentum, allocate: allocate)
         }
     }
 }

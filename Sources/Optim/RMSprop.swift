@@ -11,14 +11,15 @@ public final class RMSprop: Optimizer {
     public var stepCount = 0
     private let squareAvg: FloatBuffer, momentumBuffer: FloatBuffer
 
-    public init(count: Int, lr: Float = 0.01, alpha: Float = 0.99, eps: Float = 1e-8, weightDecay: Float = 0, momentum: Float = 0) {
+    public init(count: Int, lr: Float = 0.01, alpha: Float = 0.99, eps: Float = 1e-8, weightDecay: Float = 0, momentum: Float = 0,
+                allocate: (Int) throws -> FloatBuffer = { FloatBuffer(count: $0) }) rethrows {
         learningRate = lr
         self.alpha = alpha
         self.eps = eps
         self.weightDecay = weightDecay
         self.momentum = momentum
-        squareAvg = FloatBuffer(count: count)
-        momentumBuffer = FloatBuffer(count: momentum > 0 ? count : 0)
+        squareAvg = try allocate(count)
+        momentumBuffer = momentum > 0 ? try allocate(count) : FloatBuffer(count: 0)
     }
 
     public var name: String { "RMSprop" }
@@ -29,10 +30,9 @@ public final class RMSprop: Optimizer {
         [("lr", "\(learningRate)"), ("alpha", "\(alpha)"), ("eps", "\(eps)"), ("weight_decay", "\(weightDecay)"), ("momentum", "\(momentum)")]
     }
 
-    public func step(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int) {
-        defer { stepCount += 1 }
+    public func update(parameters p: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, offset: Int, count: Int) {
         let lr = learningRate, a = alpha, eps = eps, wd = weightDecay, mu = momentum
-        let v = squareAvg.pointer, buf = momentumBuffer.pointer
+        let v = squareAvg.pointer + offset, buf = momentumBuffer.pointer + (mu > 0 ? offset : 0)
         var i = 0
         while i + 16 <= count {
             let pv = load16(p, i)

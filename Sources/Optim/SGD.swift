@@ -11,13 +11,14 @@ public final class SGD: Optimizer {
     public var stepCount = 0
     private let momentumBuffer: FloatBuffer
 
-    public init(count: Int, lr: Float, momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false, weightDecay: Float = 0) {
+    public init(count: Int, lr: Float, momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false, weightDecay: Float = 0,
+                allocate: (Int) throws -> FloatBuffer = { FloatBuffer(count: $0) }) rethrows {
         learningRate = lr
         self.momentum = momentum
         self.dampening = dampening
         self.nesterov = nesterov
         self.weightDecay = weightDecay
-        momentumBuffer = FloatBuffer(count: momentum != 0 ? count : 0)
+        momentumBuffer = momentum != 0 ? try allocate(count) : FloatBuffer(count: 0)
     }
 
     public var name: String { "SGD" }
@@ -27,10 +28,9 @@ public final class SGD: Optimizer {
          ("nesterov", "\(nesterov)"), ("weight_decay", "\(weightDecay)")]
     }
 
-    public func step(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>, count: Int) {
-        defer { stepCount += 1 }
+    public func update(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>, offset: Int, count: Int) {
         let lr = learningRate, wd = weightDecay, mu = momentum, damp = 1 - dampening
-        let buf = momentumBuffer.pointer
+        let buf = momentumBuffer.pointer + (mu != 0 ? offset : 0)
         let first = stepCount == 0, nesterov = nesterov
         // 16 lanes at a time, then the tail: one pass over p, g and the momentum buffer.
         var i = 0

@@ -5,7 +5,8 @@ import NN
 
 /// `ddp-train bench`: steady-state training speed, the time per step split by phase, and the sgemm
 /// bound: the samples/s the step would reach if each of its GEMMs ran at the rate measured, in this
-/// run and with this run's BLAS threads, for that GEMM's shape.
+/// run and with this run's BLAS threads, for that GEMM's shape. With the shared-memory reducer,
+/// `ms_optimizer` is this rank's slice of the sum and of the update; the barriers are the wait.
 public enum Benchmark {
     public struct Report: Codable {
         public var model: String

@@ -108,13 +108,18 @@ public enum Checkpoint {
         var weights = file.tensors
         var optimizerState: [String: SafeTensors.Tensor] = [:]
         for key in weights.keys where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = weights.removeValue(forKey: key) }
-        try Weights.load(trainer.model.store, tensors: weights, source: name)
+        try Weights.check(trainer.model.store, tensors: weights, source: name)
         for (bufferName, buffer) in trainer.optimizer.stateBuffers {
             guard let t = optimizerState[bufferName], t.values.count == buffer.count else {
                 throw DataError("\(name): checkpoint lacks optimizer state '\(bufferName)' of \(buffer.count) values")
             }
-            buffer.copy(from: t.values)
         }
+        // Every rank has checked the same bytes; the writers copy them (with a node-shared copy, rank 0).
+        if trainer.writesLoadedState {
+            Weights.copy(weights, into: trainer.model.store)
+            for (bufferName, buffer) in trainer.optimizer.stateBuffers { buffer.copy(from: optimizerState[bufferName]!.values) }
+        }
+        try trainer.loadedStatePublished()
         trainer.optimizer.stepCount = state.optimizerStep
         trainer.optimizer.learningRate = state.learningRate
         trainer.step = state.step

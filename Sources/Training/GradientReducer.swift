@@ -1,18 +1,26 @@
 import Comm
 import Engine
 import Foundation
+import Optim
 
-/// Sums every rank's gradients. Backward writes this rank's gradients into the model's gradient
-/// buffer and calls `ready(from:)` as layers finish; after `finish()`, `summed` holds the sum over
-/// all ranks, which every rank's optimizer then applies.
+/// Sums every rank's gradients and applies the optimizer, so that every rank ends the step with the
+/// same parameters. Backward writes this rank's gradients into the model's gradient buffer and calls
+/// `ready(from:)` as layers finish; then the trainer calls `finish()` (waiting: for the sum, or for
+/// every rank's gradients), `step(_:)` (the update), and `publish()` (waiting for every rank's update).
 public protocol GradientReducer: AnyObject {
     /// For the run header.
     var description: String { get }
+    /// True when the ranks of a machine use one shared copy of the parameters and optimizer state.
+    /// Then only one rank may write values loaded from a file, followed by `comm.sharedSync`.
+    var sharesParameters: Bool { get }
+    /// Memory for an optimizer state buffer of `count` values, zeroed.
+    func allocateState(count: Int) throws -> FloatBuffer
     func reset()
     /// Every gradient at or after `offset` is final.
     func ready(from offset: Int)
     func finish() throws
-    var summed: UnsafePointer<Float> { get }
+    func step(_ optimizer: Optimizer) throws
+    func publish() throws
 }
 
 /// Sums the flat gradient buffer in place with MPI non-blocking all-reduces, in buckets, each
@@ -20,7 +28,9 @@ public protocol GradientReducer: AnyObject {
 /// layers reserve parameters in forward order, so buckets are cut from the end of the buffer.
 public final class BucketAllreduce: GradientReducer {
     let comm: Communicator
+    let parameters: UnsafeMutablePointer<Float>
     let gradients: UnsafeMutablePointer<Float>
+    let count: Int
     /// Bucket ranges, from the end of the buffer to the start.
     public let buckets: [Range<Int>]
     private var requests: [Int]
@@ -29,9 +39,11 @@ public final class BucketAllreduce: GradientReducer {
     /// An error from starting a bucket during backward, thrown by `finish`.
     private var pendingError: Error?
 
-    public init(comm: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int, bucketBytes: Int) {
+    public init(comm: Communicator, store: ParameterStore, bucketBytes: Int) {
         self.comm = comm
-        self.gradients = gradients
+        parameters = store.parameters.pointer
+        gradients = store.gradients.pointer
+        count = store.count
         let per = max(1024, bucketBytes / 4)
         var b: [Range<Int>] = []
         var end = count
@@ -49,7 +61,8 @@ public final class BucketAllreduce: GradientReducer {
         "MPI_Iallreduce in \(buckets.count) bucket\(buckets.count == 1 ? "" : "s"), overlapped with backward"
     }
 
-    public var summed: UnsafePointer<Float> { UnsafePointer(gradients) }
+    public var sharesParameters: Bool { false }
+    public func allocateState(count: Int) throws -> FloatBuffer { FloatBuffer(count: count) }
 
     public func reset() {
         launched = 0
@@ -77,78 +90,131 @@ public final class BucketAllreduce: GradientReducer {
         try launch(from: 0)
         for i in 0..<buckets.count { try comm.wait(requests[i]) }
     }
+
+    /// Every rank applies the whole step to its own copy.
+    public func step(_ optimizer: Optimizer) throws {
+        optimizer.step(parameters: parameters, gradients: gradients, count: count)
+    }
+
+    public func publish() throws {}
 }
 
-/// Sums gradients through node-shared memory (an MPI-3 shared window) when every rank runs on one
-/// machine. Each rank's backward writes straight into its own segment of the window; then rank r
-/// sums slice r of the buffer over all ranks' segments, in rank order, into a second shared window
-/// that holds the whole sum once for the node; every rank's optimizer reads it. Per step each rank
-/// reads the gradient buffer's size once and writes 1/W of it, with no copies and two barriers,
-/// where an all-reduce copies every byte through MPI's transport.
+/// Sums gradients and applies the optimizer through node-shared memory (MPI-3 shared windows) when
+/// every rank runs on one machine. The node holds one copy of the parameters and of the optimizer
+/// state, split into W slices on 64-byte lines. Each rank's backward writes straight into its own
+/// gradient segment; after a barrier, rank r sums slice r over all ranks' segments (in rank order,
+/// a chunk at a time, into a buffer that stays in L1) and applies the optimizer to slice r of the
+/// shared parameters and state; after a second barrier every rank's next forward reads the updated
+/// parameters. Per step a rank reads one gradient buffer's worth and updates 1/W of the parameters,
+/// with no copies: no all-reduce moves every byte through a transport, the optimizer's work is
+/// split W ways, and the weights that every core's GEMMs read are one copy in the shared cache.
 public final class SharedMemoryReduce: GradientReducer {
     let comm: Communicator
     let segments: [UnsafeMutablePointer<Float>]
-    let sum: UnsafeMutablePointer<Float>
+    let parameters: UnsafeMutablePointer<Float>
     let slice: Range<Int>
+    /// Shared windows for the optimizer's state, handed out by `allocateState`.
+    private var stateWindows: [UnsafeMutablePointer<Float>]
+    private let count: Int
+    private let chunk = FloatBuffer(count: SharedMemoryReduce.chunkSize)
+    static let chunkSize = 2048
 
     /// nil when the ranks do not share one machine's memory, or when any rank could not map the
     /// shared windows (a small /dev/shm, say): every rank then agrees to fall back to MPI.
-    public init?(comm: Communicator, store: ParameterStore) throws {
-        let world = comm.size
+    /// `stateBuffers`: how many optimizer state buffers to place in shared memory.
+    public init?(comm: Communicator, store: ParameterStore, stateBuffers: Int) throws {
+        let world = comm.size, count = store.count
         // Slice boundaries on 16-float (64-byte) lines, so no two ranks write one cache line.
-        let starts = (0...world).map { r in r == world ? store.count : min(store.count, (store.count * r / world) / 16 * 16) }
-        var windows: ([UnsafeMutablePointer<Float>], [UnsafeMutablePointer<Float>])?
+        let starts = (0...world).map { r in r == world ? count : min(count, (count * r / world) / 16 * 16) }
+        var windows: (segments: [UnsafeMutablePointer<Float>], shared: [UnsafeMutablePointer<Float>])?
         var failure = ""
         do {
-            if let segs = try comm.sharedSegments(counts: [Int](repeating: store.count, count: world)),
-               let sums = try comm.sharedSegments(counts: (0..<world).map { starts[$0 + 1] - starts[$0] }) {
-                // The sum window must be one contiguous buffer: segment r right after segment r-1.
-                if (0..<world).allSatisfy({ sums[$0] == sums[0] + starts[$0] || starts[$0 + 1] == starts[$0] }) {
-                    windows = (segs, sums)
-                } else {
-                    failure = "the shared window is not contiguous"
+            if let segs = try comm.sharedSegments(counts: [Int](repeating: count, count: world)) {
+                // One copy of the parameters and of each state buffer, rank r's slice in its own part.
+                var shared: [UnsafeMutablePointer<Float>] = []
+                for _ in 0...stateBuffers {
+                    guard let s = try comm.sharedSegments(counts: (0..<world).map { starts[$0 + 1] - starts[$0] }) else { break }
+                    // The slices must form one contiguous buffer: slice r right after slice r-1.
+                    guard (0..<world).allSatisfy({ s[$0] == s[0] + starts[$0] || starts[$0 + 1] == starts[$0] }) else {
+                        failure = "the shared window is not contiguous"
+                        break
+                    }
+                    shared.append(s[0])
                 }
+                if shared.count == stateBuffers + 1 { windows = (segs, shared) }
             }
         } catch {
             failure = "\(error)"
         }
         let agreed = try comm.allgather(windows == nil ? 0 : 1, what: "allgather(shared memory ok)")
-        guard let (segs, sums) = windows, agreed.allSatisfy({ $0 == 1 }) else {
+        guard let windows, agreed.allSatisfy({ $0 == 1 }) else {
             if !failure.isEmpty && comm.isRoot {
                 warn("note: shared-memory reduction unavailable (\(failure)); using MPI all-reduce")
             }
             return nil
         }
         self.comm = comm
-        segments = segs
-        sum = sums[0]
+        self.count = count
+        segments = windows.segments
+        parameters = windows.shared[0]
+        stateWindows = Array(windows.shared.dropFirst())
         slice = starts[comm.rank]..<starts[comm.rank + 1]
-        store.moveGradients(to: FloatBuffer(wrapping: segs[comm.rank], count: store.count))
+        // Each rank writes only its own slices (first touch: the pages land near the rank that
+        // updates them). Every rank built the same seeded initial values; rank 0's file values,
+        // if any, come later and `Trainer` syncs after them.
+        for s in stateWindows { (s + slice.lowerBound).update(repeating: 0, count: slice.count) }
+        store.moveGradients(to: FloatBuffer(wrapping: segments[comm.rank], count: count))
+        store.moveParameters(to: FloatBuffer(wrapping: parameters, count: count), copying: slice)
+        try comm.sharedSync(what: "shared parameters written")
     }
 
-    public var description: String { "shared memory (MPI-3 shared window), \(comm.size) ranks on one machine" }
-    public var summed: UnsafePointer<Float> { UnsafePointer(sum) }
+    public var description: String {
+        "shared memory (MPI-3 shared windows), \(comm.size) ranks on one machine, one copy of the parameters, optimizer split \(comm.size) ways"
+    }
+    public var sharesParameters: Bool { true }
+
+    public func allocateState(count: Int) throws -> FloatBuffer {
+        if count == 0 { return FloatBuffer(count: 0) }
+        precondition(count == self.count && !stateWindows.isEmpty, "optimizer state beyond the shared windows reserved for it")
+        return FloatBuffer(wrapping: stateWindows.removeFirst(), count: count)
+    }
+
     public func reset() {}
     public func ready(from offset: Int) {}
 
+    /// Waits until every rank has written its gradients.
     public func finish() throws {
         try comm.sharedSync(what: "shared reduce (gradients written)")
-        let out = sum
-        var i = slice.lowerBound
-        let end = slice.upperBound
+    }
+
+    /// Sums this rank's slice over all segments and updates that slice of the shared parameters.
+    public func step(_ optimizer: Optimizer) throws {
+        let sum = chunk.pointer
         let w = segments.count
-        while i + 16 <= end {
-            var s = load16(segments[0], i)
-            for q in 1..<w { s += load16(segments[q], i) }
-            store16(s, out, i)
-            i += 16
+        var start = slice.lowerBound
+        while start < slice.upperBound {
+            let n = min(SharedMemoryReduce.chunkSize, slice.upperBound - start)
+            var i = 0
+            while i + 16 <= n {
+                var s = load16(segments[0], start + i)
+                for q in 1..<w { s += load16(segments[q], start + i) }
+                store16(s, sum, i)
+                i += 16
+            }
+            while i < n {
+                var s = segments[0][start + i]
+                for q in 1..<w { s += segments[q][start + i] }
+                sum[i] = s
+                i += 1
+            }
+            optimizer.update(parameters: parameters + start, gradients: sum, offset: start, count: n)
+            start += n
         }
-        while i < end {
-            var s = segments[0][i]
-            for q in 1..<w { s += segments[q][i] }
-            out[i] = s
-            i += 1
-        }
-        try comm.sharedSync(what: "shared reduce (sum written)")
+        optimizer.stepCount = optimizer.stepCount + 1
+    }
+
+    /// Waits until every rank has updated its slice.
+    public func publish() throws {
+        try comm.sharedSync(what: "shared reduce (parameters updated)")
     }
 }

@@ -26,7 +26,8 @@ struct PhaseClock {
 /// Data-parallel training, one batch from disk to the optimizer step (`trainStep`):
 ///
 ///     sampler.fill -> dataset.gather -> forward -> loss -> backward (writes this rank's gradients,
-///     telling the reducer as each layer's are ready) -> reducer.finish (sum over ranks) -> optimizer.step
+///     telling the reducer as each layer's are ready) -> reducer.finish (sum over ranks) -> reducer.step
+///     (the optimizer) -> reducer.publish
 ///
 /// Every rank runs this same loop. Each rank's loss is its samples' sum divided by the *global*
 /// batch size, so the summed all-reduce is exactly the gradient of the global mean loss and every
@@ -83,13 +84,14 @@ public final class Trainer {
         let maxBatch = max(config.batchSize, config.evalBatch)
         model = spec.build(inputShape: splits.train.sampleShape, classes: splits.train.classes, maxBatch: maxBatch,
                            seed: config.seed, logSoftmax: lossKind == .nll)
-        optimizer = try config.optimizerConfig.make(parameterCount: model.store.count)
         sampler = Sampler(datasetCount: splits.train.count, perRankBatch: config.batchSize, rank: comm.rank, world: comm.size,
                           seed: config.seed, shuffle: config.shuffle, dropLast: config.dropLast, shardData: config.shardData)
         guard sampler.batchesPerEpoch > 0 else {
             throw TrainingError("--drop-last with a global batch of \(sampler.globalBatch) leaves no batch from \(splits.train.count) samples")
         }
-        reducer = try Trainer.makeReducer(config: config, comm: comm, model: model)
+        let optimizerConfig = try config.optimizerConfig
+        reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
+        optimizer = try optimizerConfig.make(parameterCount: model.store.count, allocate: reducer.allocateState)
         indices = .allocate(capacity: maxBatch)
         labels = .allocate(capacity: maxBatch)
         stallHook = Trainer.testHook("DDP_TEST_STALL")
@@ -113,16 +115,16 @@ public final class Trainer {
     }
 
     /// `--allreduce auto` takes shared memory when all ranks share a machine, else MPI buckets.
-    static func makeReducer(config: TrainConfig, comm: Communicator, model: Sequential) throws -> GradientReducer {
-        if comm.size > 1 && config.allreduce != "mpi", let shared = try SharedMemoryReduce(comm: comm, store: model.store) {
+    static func makeReducer(config: TrainConfig, comm: Communicator, model: Sequential, stateBuffers: Int) throws -> GradientReducer {
+        if comm.size > 1 && config.allreduce != "mpi",
+           let shared = try SharedMemoryReduce(comm: comm, store: model.store, stateBuffers: stateBuffers) {
             model.rebind()
             return shared
         }
         if config.allreduce == "shared" && comm.size > 1 {
             throw TrainingError("--allreduce shared needs every rank on one machine")
         }
-        return BucketAllreduce(comm: comm, gradients: model.store.gradients.pointer, count: model.store.count,
-                               bucketBytes: Int(config.bucketMB * 1024 * 1024))
+        return BucketAllreduce(comm: comm, store: model.store, bucketBytes: Int(config.bucketMB * 1024 * 1024))
     }
 
     deinit {
@@ -130,8 +132,23 @@ public final class Trainer {
         labels.deallocate()
     }
 
+    /// Gives every rank rank 0's parameters: a broadcast, or with one node-shared copy a barrier.
     public func broadcastParameters() throws {
-        try comm.broadcast(model.store.parameters.pointer, count: model.store.count * 4, root: 0, what: "broadcast(parameters)")
+        if reducer.sharesParameters {
+            try comm.sharedSync(what: "shared parameters loaded")
+        } else {
+            try comm.broadcast(model.store.parameters.pointer, count: model.store.count * 4, root: 0, what: "broadcast(parameters)")
+        }
+    }
+
+    /// Whether this rank writes values loaded into the parameters and optimizer state (a checkpoint
+    /// that every rank decodes): each rank its own copy, or rank 0 alone into the node-shared copy,
+    /// followed by `loadedStatePublished()`.
+    public var writesLoadedState: Bool { !reducer.sharesParameters || comm.isRoot }
+
+    /// Makes rank 0's writes to the node-shared parameters and state visible to every rank.
+    public func loadedStatePublished() throws {
+        if reducer.sharesParameters { try comm.sharedSync(what: "shared state loaded") }
     }
 
     // MARK: - The loop
@@ -249,9 +266,11 @@ public final class Trainer {
         try comm.wait(lossRequest)
         clock.lap(&times.allreduceWait)
 
-        optimizer.step(parameters: model.store.parameters.pointer, gradients: reducer.summed, count: model.store.count)
+        try reducer.step(optimizer)
         if let s = perturbHook, s.rank == comm.rank, s.step == step { model.store.parameters[0] += 1e-3 }
         clock.lap(&times.optimizer)
+        try reducer.publish()
+        clock.lap(&times.allreduceWait)
         times.steps += 1
         return (Double(lossBuffer[0]) / Double(global), global)
     }

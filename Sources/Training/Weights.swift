@@ -25,6 +25,12 @@ public enum Weights {
     }
 
     public static func load(_ store: ParameterStore, tensors: [String: SafeTensors.Tensor], source: String) throws {
+        try check(store, tensors: tensors, source: source)
+        copy(tensors, into: store)
+    }
+
+    /// Names and shapes must match the model's exactly.
+    public static func check(_ store: ParameterStore, tensors: [String: SafeTensors.Tensor], source: String) throws {
         for entry in store.entries {
             guard let t = tensors[entry.name] else {
                 throw DataError("\(source): missing tensor '\(entry.name)' (shape \(entry.shape)); was it saved from another --model?")
@@ -37,6 +43,10 @@ public enum Weights {
         if let extra = tensors.keys.sorted().first(where: { !known.contains($0) }) {
             throw DataError("\(source): unexpected tensor '\(extra)' that the model does not have; was it saved from another --model?")
         }
+    }
+
+    /// Copies checked tensors into the parameters.
+    public static func copy(_ tensors: [String: SafeTensors.Tensor], into store: ParameterStore) {
         for entry in store.entries {
             let values = tensors[entry.name]!.values
             values.withUnsafeBufferPointer { store.parameterPointer(entry.offset).update(from: $0.baseAddress!, count: values.count) }

@@ -31,6 +31,21 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(kept.count, 3, "--keep 3 by default: \(kept)")
     }
 
+    /// Three ranks share one copy of the parameters and of Adam's moments, split in uneven slices;
+    /// rank 0 alone writes the restored state into it, and the others must see all of it.
+    func testKilledRunResumesBitwiseWithSharedOptimizerState() throws {
+        let dir = temporaryDirectory()
+        let args = ["--dataset", "synthetic:2000", "--model", "mlp:64,33", "--epochs", "2", "--optimizer", "adam", "--lr", "0.01",
+                    "--log-every", "0", "--batch-size", "20", "--allreduce", "shared"]
+        ok(Harness.run(args + ["--save", dir + "/full.safetensors"], np: 3))
+        let ck = ["--checkpoint-dir", dir + "/ck", "--checkpoint-every", "10", "--save", dir + "/resumed.safetensors"]
+        XCTAssertNotEqual(Harness.run(args + ck, np: 3, env: ["DDP_TEST_KILL": "2:25"]).status, 0)
+        let resumed = Harness.run(args + ck + ["--resume"], np: 3)
+        ok(resumed)
+        XCTAssertTrue(resumed.stdout.contains("ckpt-00000020.ckpt at step 20"), resumed.stdout)
+        XCTAssertEqual(bytes(dir + "/full.safetensors"), bytes(dir + "/resumed.safetensors"), "bitwise identical weights")
+    }
+
     func testResumeOnAnotherRankCount() throws {
         let dir = temporaryDirectory()
         ok(Harness.run(common + ["--batch-size", "64", "--save", dir + "/full.safetensors"]))

@@ -74,7 +74,8 @@ final class DistributedTests: XCTestCase {
         let args = ["--dataset", "synthetic:2000", "--model", "mlp:32", "--max-steps", "30", "--log-every", "0", "--check-sync", "5"]
         let ok = Harness.run(args, np: 2)
         XCTAssertEqual(ok.status, 0, ok.stderr)
-        let bad = Harness.run(args, np: 2, env: ["DDP_TEST_PERTURB": "1:7"])
+        // Private copies: with shared memory the ranks of a machine hold one copy, which cannot diverge.
+        let bad = Harness.run(args + ["--allreduce", "mpi"], np: 2, env: ["DDP_TEST_PERTURB": "1:7"])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("parameters diverged across ranks at step 10"), bad.stderr)
     }
@@ -105,6 +106,20 @@ final class DistributedTests: XCTestCase {
         let one = try Harness.weights(dir + "/one.safetensors")
         XCTAssertLessThan(Harness.maxAbsDifference(one, try Harness.weights(dir + "/shared.safetensors")), 1e-5)
         XCTAssertLessThan(Harness.maxAbsDifference(one, try Harness.weights(dir + "/mpi.safetensors")), 1e-5)
+    }
+
+    /// With shared memory a machine keeps one copy of the parameters and of the optimizer state and
+    /// each rank updates its slice; with MPI every rank updates its own copy. Two ranks add the same
+    /// two numbers either way, so the weights must agree bit for bit, Adam's two moments included.
+    func testSharedOptimizerStateMatchesPrivateCopies() throws {
+        let dir = temporaryDirectory()
+        let common = ["--dataset", "synthetic:2000", "--model", "mlp:64,32", "--max-steps", "50", "--optimizer", "adam", "--lr", "0.01"]
+        let shared = try train(np: 2, batch: 32, extra: common + ["--allreduce", "shared"], save: dir + "/shared.safetensors")
+        XCTAssertTrue(shared.stdout.contains("one copy of the parameters, optimizer split 2 ways"), shared.stdout)
+        _ = try train(np: 2, batch: 32, extra: common + ["--allreduce", "mpi"], save: dir + "/mpi.safetensors")
+        let a = FileManager.default.contents(atPath: dir + "/shared.safetensors"), b = FileManager.default.contents(atPath: dir + "/mpi.safetensors")
+        XCTAssertNotNil(a)
+        XCTAssertEqual(a, b, "bitwise identical weights")
     }
 
     /// The accuracy check: 4 ranks at batch 16 reach what one process reaches at batch 64.

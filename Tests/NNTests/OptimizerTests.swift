@@ -42,6 +42,42 @@ final class OptimizerTests: XCTestCase {
         assertClose(try run(config(.rmsprop, lr: 0.01) { $0.momentum = 0.9; $0.weightDecay = 0.1 }), [0.6905901660621652, -1.7464106903006333])
     }
 
+    /// With node-shared memory each rank applies its slice of a step, a chunk at a time. The update
+    /// is elementwise, so any split must give the whole step's values bit for bit (SIMD body and
+    /// scalar tails included), and the state must line up with the parameters at every offset.
+    func testStepInPiecesEqualsWholeStepBitwise() throws {
+        let n = 1000
+        let configs = [config(.sgd, lr: 0.1), config(.sgd, lr: 0.1) { $0.momentum = 0.9; $0.nesterov = true; $0.weightDecay = 0.01 },
+                       config(.adam, lr: 0.01) { $0.weightDecay = 0.1 }, config(.adamw, lr: 0.01),
+                       config(.rmsprop, lr: 0.01) { $0.momentum = 0.9 }, config(.rmsprop, lr: 0.01)]
+        var rng = RandomStream(seed: 7, stream: 1)
+        let start = (0..<n).map { _ in rng.nextUnitFloat() - 0.5 }
+        let grads = (0..<3).map { _ in (0..<n).map { _ in rng.nextUnitFloat() - 0.5 } }
+        for c in configs {
+            let whole = try c.make(parameterCount: n), pieces = try c.make(parameterCount: n)
+            XCTAssertEqual(whole.stateBuffers.count, c.stateBufferCount, "\(c)")
+            var a = start, b = start
+            for g in grads {
+                whole.step(parameters: &a, gradients: g, count: n)
+                // Uneven pieces, most not multiples of 16: 0..<37, 37..<293, ...
+                var lo = 0
+                for hi in [37, 293, 300, 661, 999, n] {
+                    b.withUnsafeMutableBufferPointer { p in
+                        g.withUnsafeBufferPointer { q in
+                            pieces.update(parameters: p.baseAddress! + lo, gradients: q.baseAddress! + lo, offset: lo, count: hi - lo)
+                        }
+                    }
+                    lo = hi
+                }
+                pieces.stepCount += 1
+            }
+            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(c.kind)")
+            for (x, y) in zip(whole.stateBuffers, pieces.stateBuffers) {
+                XCTAssertEqual(x.buffer.toArray().map(\.bitPattern), y.buffer.toArray().map(\.bitPattern), "\(c.kind) \(x.name)")
+            }
+        }
+    }
+
     func testTorchDefaults() {
         XCTAssertEqual(OptimizerConfig(kind: .adam).resolvedLearningRate, 1e-3)
         XCTAssertEqual(OptimizerConfig(kind: .adamw).resolvedWeightDecay, 0.01)
