@@ -2,7 +2,7 @@
 // ddp-train: distributed data-parallel training in Swift over Open MPI and OpenBLAS.
 //
 // Dependencies point one way:
-//   C shims (CBLAS, CZlib, CMPI) -> Engine -> NN, Optim, Data -> Comm -> Training -> DDPTrain (CLI)
+//   C shims (CBLAS, CZlib, CMPI, CKernels) -> Engine -> NN, Optim, Data -> Comm -> Training -> DDPTrain (CLI)
 // Only the Comm module imports CMPI.
 import PackageDescription
 
@@ -25,7 +25,8 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
-        .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: hot),
+        .target(name: "CKernels", path: "Sources/CKernels"),
+        .target(name: "Engine", dependencies: ["CBLAS", "CKernels"], swiftSettings: hot),
         .target(name: "NN", dependencies: ["Engine"], swiftSettings: hot),
         .target(name: "Optim", dependencies: ["Engine"], swiftSettings: hot),
         .target(name: "Data", dependencies: ["Engine", "CZlib", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: hot),

@@ -1,8 +1,17 @@
 import CBLAS
+import CKernels
 
 /// The matrix and elementwise kernels of the engine. Shapes are in the comments, row-major,
 /// llm.c style. GEMM is OpenBLAS; the rest are plain loops the compiler vectorizes.
 public enum Kernels {
+    /// dst[0..<count] = src[0..<count] with streaming (non-temporal) stores; `dst` 16-byte aligned.
+    /// The stores take the lines from every cache without reading them first: cheaper than normal
+    /// stores to memory that other cores hold, when the cores run far apart (see SharedMemoryReduce).
+    @inline(__always)
+    public static func streamingCopy(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+        ckernels_stream_copy(dst, src, count)
+    }
+
     /// C[M,N] = alpha * op(A) * op(B) + beta * C, row-major.
     @inline(__always)
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,

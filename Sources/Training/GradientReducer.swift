@@ -99,6 +99,12 @@ public final class BucketAllreduce: GradientReducer {
     public func publish() throws {}
 }
 
+/// The first 64-byte boundary at or after `p` (at most 15 floats on).
+func alignedToCacheLine(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+    let pad = (64 - Int(bitPattern: p) % 64) % 64
+    return UnsafeMutableRawPointer(p).advanced(by: pad).assumingMemoryBound(to: Float.self)
+}
+
 /// Sums gradients and applies the optimizer through node-shared memory (MPI-3 shared windows) when
 /// every rank runs on one machine. The node holds one copy of the parameters and of the optimizer
 /// state, split into W slices on 64-byte lines. Each rank's backward writes straight into its own
@@ -118,6 +124,20 @@ public final class SharedMemoryReduce: GradientReducer {
     private let count: Int
     private let chunk = FloatBuffer(count: SharedMemoryReduce.chunkSize)
     static let chunkSize = 2048
+    private let parameterChunk = FloatBuffer(count: SharedMemoryReduce.chunkSize)
+
+    /// How updated parameters reach the shared copy: normal stores, or streaming stores, which
+    /// leave the lines in no cache. Normal stores are faster while the cores exchange cache lines
+    /// quickly; on this project's 2-vCPU VM some runs land where writing a line that the other
+    /// core has read costs several times more (update 0.22 ms normally, 0.8-1.0 ms then, against
+    /// 0.3-0.4 ms with streaming stores either way). So the first steps time both and keep the
+    /// faster; the values written are the same either way. `DDP_PARAMETER_STORES=cached|streaming`
+    /// fixes the choice.
+    public private(set) var streaming = false
+    /// The next tuning step, or nil once the choice is made.
+    private var tuning: Int?
+    private var storeSeconds = [0.0, 0.0]
+    static let tuningSteps = 8
 
     /// nil when the ranks do not share one machine's memory, or when any rank could not map the
     /// shared windows (a small /dev/shm, say): every rank then agrees to fall back to MPI.
@@ -129,19 +149,23 @@ public final class SharedMemoryReduce: GradientReducer {
         var windows: (segments: [UnsafeMutablePointer<Float>], shared: [UnsafeMutablePointer<Float>])?
         var failure = ""
         do {
-            if let segs = try comm.sharedSegments(counts: [Int](repeating: count, count: world)) {
+            // MPI aligns a window only to 8 bytes here (Open MPI's osc/sm puts a header first), so
+            // every buffer gets 16 spare floats and starts at its first 64-byte boundary: whole
+            // cache lines for SIMD, and no line written by two ranks.
+            if let segs = try comm.sharedSegments(counts: [Int](repeating: count + 16, count: world)) {
                 // One copy of the parameters and of each state buffer, rank r's slice in its own part.
                 var shared: [UnsafeMutablePointer<Float>] = []
                 for _ in 0...stateBuffers {
-                    guard let s = try comm.sharedSegments(counts: (0..<world).map { starts[$0 + 1] - starts[$0] }) else { break }
+                    let sizes = (0..<world).map { starts[$0 + 1] - starts[$0] + ($0 == world - 1 ? 16 : 0) }
+                    guard let s = try comm.sharedSegments(counts: sizes) else { break }
                     // The slices must form one contiguous buffer: slice r right after slice r-1.
-                    guard (0..<world).allSatisfy({ s[$0] == s[0] + starts[$0] || starts[$0 + 1] == starts[$0] }) else {
+                    guard (0..<world).allSatisfy({ s[$0] == s[0] + starts[$0] || sizes[$0] == 0 }) else {
                         failure = "the shared window is not contiguous"
                         break
                     }
-                    shared.append(s[0])
+                    shared.append(alignedToCacheLine(s[0]))
                 }
-                if shared.count == stateBuffers + 1 { windows = (segs, shared) }
+                if shared.count == stateBuffers + 1 { windows = (segs.map(alignedToCacheLine), shared) }
             }
         } catch {
             failure = "\(error)"
@@ -163,13 +187,19 @@ public final class SharedMemoryReduce: GradientReducer {
         // updates them). Every rank built the same seeded initial values; rank 0's file values,
         // if any, come later and `Trainer` syncs after them.
         for s in stateWindows { (s + slice.lowerBound).update(repeating: 0, count: slice.count) }
+        switch ProcessInfo.processInfo.environment["DDP_PARAMETER_STORES"] {
+        case "cached"?: streaming = false
+        case "streaming"?: streaming = true
+        default: tuning = 0
+        }
         store.moveGradients(to: FloatBuffer(wrapping: segments[comm.rank], count: count))
         store.moveParameters(to: FloatBuffer(wrapping: parameters, count: count), copying: slice)
         try comm.sharedSync(what: "shared parameters written")
     }
 
     public var description: String {
-        "shared memory (MPI-3 shared windows), \(comm.size) ranks on one machine, one copy of the parameters, optimizer split \(comm.size) ways"
+        "shared memory (MPI-3 shared windows), \(comm.size) ranks on one machine, one copy of the parameters, optimizer split \(comm.size) ways, "
+            + (tuning != nil ? "stores chosen by timing" : streaming ? "streaming stores" : "cached stores")
     }
     public var sharesParameters: Bool { true }
 
@@ -189,6 +219,7 @@ public final class SharedMemoryReduce: GradientReducer {
 
     /// Sums this rank's slice over all segments and updates that slice of the shared parameters.
     public func step(_ optimizer: Optimizer) throws {
+        let t0 = monotonicSeconds()
         let sum = chunk.pointer
         let w = segments.count
         var start = slice.lowerBound
@@ -207,10 +238,34 @@ public final class SharedMemoryReduce: GradientReducer {
                 sum[i] = s
                 i += 1
             }
-            optimizer.update(parameters: parameters + start, gradients: sum, offset: start, count: n)
+            if streaming {
+                // Update a private copy of the chunk, then stream it out.
+                let p = parameterChunk.pointer
+                p.update(from: parameters + start, count: n)
+                optimizer.update(parameters: p, gradients: sum, offset: start, count: n)
+                Kernels.streamingCopy(p, to: parameters + start, count: n)
+            } else {
+                optimizer.update(parameters: parameters + start, gradients: sum, offset: start, count: n)
+            }
             start += n
         }
         optimizer.stepCount = optimizer.stepCount + 1
+        if let t = tuning { try tune(t, seconds: monotonicSeconds() - t0) }
+    }
+
+    /// Times `SharedMemoryReduce.tuningSteps` steps with each kind of store, alternating, after a few
+    /// to warm up; then every rank takes the kind that was faster summed over all ranks.
+    private func tune(_ t: Int, seconds: Double) throws {
+        let warm = 4
+        if t >= warm { storeSeconds[(t - warm) % 2] += seconds }
+        if t + 1 == warm + 2 * SharedMemoryReduce.tuningSteps {
+            try comm.allreduceSum(&storeSeconds, what: "allreduce(store timing)")
+            streaming = storeSeconds[1] < storeSeconds[0]
+            tuning = nil
+        } else {
+            tuning = t + 1
+            if t + 1 >= warm { streaming = (t + 1 - warm) % 2 == 1 }
+        }
     }
 
     /// Waits until every rank has updated its slice.

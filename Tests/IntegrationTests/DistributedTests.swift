@@ -110,16 +110,22 @@ final class DistributedTests: XCTestCase {
 
     /// With shared memory a machine keeps one copy of the parameters and of the optimizer state and
     /// each rank updates its slice; with MPI every rank updates its own copy. Two ranks add the same
-    /// two numbers either way, so the weights must agree bit for bit, Adam's two moments included.
+    /// two numbers either way, so the weights must agree bit for bit, Adam's two moments included,
+    /// with either kind of store into the shared copy and with the timed choice between them.
     func testSharedOptimizerStateMatchesPrivateCopies() throws {
         let dir = temporaryDirectory()
         let common = ["--dataset", "synthetic:2000", "--model", "mlp:64,32", "--max-steps", "50", "--optimizer", "adam", "--lr", "0.01"]
-        let shared = try train(np: 2, batch: 32, extra: common + ["--allreduce", "shared"], save: dir + "/shared.safetensors")
-        XCTAssertTrue(shared.stdout.contains("one copy of the parameters, optimizer split 2 ways"), shared.stdout)
         _ = try train(np: 2, batch: 32, extra: common + ["--allreduce", "mpi"], save: dir + "/mpi.safetensors")
-        let a = FileManager.default.contents(atPath: dir + "/shared.safetensors"), b = FileManager.default.contents(atPath: dir + "/mpi.safetensors")
-        XCTAssertNotNil(a)
-        XCTAssertEqual(a, b, "bitwise identical weights")
+        let mpi = FileManager.default.contents(atPath: dir + "/mpi.safetensors")
+        XCTAssertNotNil(mpi)
+        for stores in ["cached", "streaming", "timed"] {
+            let path = dir + "/shared-\(stores).safetensors"
+            let shared = try train(np: 2, batch: 32, extra: common + ["--allreduce", "shared"], save: path,
+                                   env: stores == "timed" ? [:] : ["DDP_PARAMETER_STORES": stores])
+            let header = "one copy of the parameters, optimizer split 2 ways, " + (stores == "timed" ? "stores chosen by timing" : "\(stores) stores")
+            XCTAssertTrue(shared.stdout.contains(header), shared.stdout)
+            XCTAssertEqual(FileManager.default.contents(atPath: path), mpi, "\(stores): bitwise identical weights")
+        }
     }
 
     /// The accuracy check: 4 ranks at batch 16 reach what one process reaches at batch 64.
