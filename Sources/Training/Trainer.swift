@@ -309,7 +309,8 @@ public final class Trainer {
     // MARK: - Test hooks (fault injection for the integration tests)
     // DDP_TEST_STALL=R:S   rank R sleeps forever before step S's all-reduce (the watchdog must fire)
     // DDP_TEST_KILL=R:S    rank R sends itself SIGKILL at step S
-    // DDP_TEST_PERTURB=R:S rank R nudges one parameter after step S (--check-sync must notice)
+    // DDP_TEST_PERTURB=R:S rank R nudges one parameter after step S (--check-sync must notice; with
+    //                      --allreduce mpi, as the shared copy of one machine cannot diverge)
     // DDP_TEST_TRACE_SAMPLES=DIR  each rank writes "epoch index" per sample it trains on
 
     private static func testHook(_ name: String) -> (rank: Int, step: Int)? {
