@@ -143,6 +143,10 @@ public final class SharedMemoryReduce: GradientReducer {
     /// shared windows (a small /dev/shm, say): every rank then agrees to fall back to MPI.
     /// `stateBuffers`: how many optimizer state buffers to place in shared memory.
     public init?(comm: Communicator, store: ParameterStore, stateBuffers: Int) throws {
+        let stores = ProcessInfo.processInfo.environment["DDP_PARAMETER_STORES"]
+        if let stores, stores != "cached" && stores != "streaming" {
+            throw TrainingError("invalid DDP_PARAMETER_STORES '\(stores)': expected cached or streaming")
+        }
         let world = comm.size, count = store.count
         // Slice boundaries on 16-float (64-byte) lines, so no two ranks write one cache line.
         let starts = (0...world).map { r in r == world ? count : min(count, (count * r / world) / 16 * 16) }
@@ -187,7 +191,7 @@ public final class SharedMemoryReduce: GradientReducer {
         // updates them). Every rank built the same seeded initial values; rank 0's file values,
         // if any, come later and `Trainer` syncs after them.
         for s in stateWindows { (s + slice.lowerBound).update(repeating: 0, count: slice.count) }
-        switch ProcessInfo.processInfo.environment["DDP_PARAMETER_STORES"] {
+        switch stores {
         case "cached"?: streaming = false
         case "streaming"?: streaming = true
         default: tuning = 0

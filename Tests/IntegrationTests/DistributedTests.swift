@@ -126,6 +126,9 @@ final class DistributedTests: XCTestCase {
             XCTAssertTrue(shared.stdout.contains(header), shared.stdout)
             XCTAssertEqual(FileManager.default.contents(atPath: path), mpi, "\(stores): bitwise identical weights")
         }
+        let bad = Harness.run(common + ["--allreduce", "shared"], np: 2, env: ["DDP_PARAMETER_STORES": "fast"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("invalid DDP_PARAMETER_STORES 'fast': expected cached or streaming"), bad.stderr)
     }
 
     /// The accuracy check: 4 ranks at batch 16 reach what one process reaches at batch 64.
