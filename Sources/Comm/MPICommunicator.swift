@@ -143,6 +143,8 @@ public final class MPICommunicator: Communicator {
     // MARK: - Node-shared memory (MPI-3 shared windows)
 
     private var nodeComm: MPI_Comm?
+    /// Stands in for a zero-size segment that has no address.
+    private static let emptySegment = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
     private var windows: [MPI_Win?] = []
 
     public func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]? {
@@ -169,8 +171,7 @@ public final class MPICommunicator: Communicator {
             var pointer: UnsafeMutableRawPointer?
             try Self.check(MPI_Win_shared_query(win, Int32(r), &bytes, &unit, &pointer), "MPI_Win_shared_query")
             // A zero-size segment may report no address; it is never read.
-            segments.append((pointer ?? base ?? UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64))
-                .bindMemory(to: Float.self, capacity: max(counts[r], 1)))
+            segments.append((pointer ?? base ?? Self.emptySegment).bindMemory(to: Float.self, capacity: max(counts[r], 1)))
         }
         try sharedSync(what: "shared window setup")
         return segments

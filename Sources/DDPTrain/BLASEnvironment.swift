@@ -7,8 +7,8 @@ import Glibc
 /// OpenBLAS 0.3.21 misdetects some AVX-512 CPUs as Haswell (about half the sgemm speed). The core
 /// type is read once, when the library loads, so if the CPU has AVX-512, OpenBLAS chose a kernel
 /// without it, and neither OPENBLAS_CORETYPE nor DDP_BLAS_CORETYPE says otherwise, the process sets
-/// OPENBLAS_CORETYPE=SkylakeX and re-executes itself before doing anything else (before MPI_Init). `DDP_BLAS_CORETYPE=NAME` forces a core
-/// type; `DDP_BLAS_CORETYPE=native` keeps OpenBLAS's own choice.
+/// OPENBLAS_CORETYPE=SkylakeX and re-executes itself before doing anything else (before MPI_Init).
+/// `DDP_BLAS_CORETYPE=NAME` forces a core type; `DDP_BLAS_CORETYPE=native` keeps OpenBLAS's own choice.
 ///
 /// Threads: one per rank when several ranks share the node (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE),
 /// all cores in local mode; `--blas-threads N` or DDP_BLAS_THREADS overrides.

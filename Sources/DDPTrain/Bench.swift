@@ -17,12 +17,7 @@ struct Bench: ParsableCommand {
     var warmup = 100
     @Option(help: "sgd, adam, adamw or rmsprop.")
     var optimizer = "sgd"
-    @Option(help: "Gradient all-reduce bucket size in MiB (MPI path).")
-    var bucketMb: Double = 25
-    @Option(help: "How gradients are summed: auto (shared memory when all ranks share a machine, else MPI), mpi, or shared.")
-    var allreduce = "auto"
-    @Option(help: "OpenBLAS threads per rank (default as for training).")
-    var blasThreads: Int?
+    @OptionGroup var parallel: ParallelOptions
 
     func run() throws {
         var c = TrainConfig()
@@ -32,13 +27,12 @@ struct Bench: ParsableCommand {
         c.optimizer = optimizer
         c.momentum = optimizer == "sgd" ? 0.9 : 0
         c.lr = 0.01
-        c.bucketMB = bucketMb
-        c.allreduce = allreduce
+        parallel.apply(to: &c)
         c.quiet = true
         c.evalBatch = 1
         try c.validate()
         let comm = try makeCommunicator(stallTimeout: 300)
-        _ = BLASEnvironment.configureThreads(override: blasThreads, localSize: comm.localSize)
+        _ = BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: comm.localSize)
         let trainer = try Trainer(config: c, comm: comm)
         let report = try Benchmark.run(trainer: trainer, steps: steps, warmup: warmup)
         if comm.isRoot {

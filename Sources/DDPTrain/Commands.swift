@@ -61,6 +61,25 @@ struct DataOptions: ParsableArguments {
     }
 }
 
+/// How the ranks sum gradients and how many BLAS threads each uses; shared by train and bench.
+struct ParallelOptions: ParsableArguments {
+    @Option(help: "How gradients are summed: auto (shared memory when all ranks share a machine, else MPI), mpi, or shared.")
+    var allreduce = "auto"
+    @Option(help: "Gradient all-reduce bucket size in MiB (MPI path).")
+    var bucketMb: Double = 25
+    @Option(help: "OpenBLAS threads per rank (default: 1 when ranks share a node, else all cores).")
+    var blasThreads: Int?
+
+    func validate() throws {
+        if let n = blasThreads, n < 1 { throw ValidationError("invalid --blas-threads \(n): must be at least 1") }
+    }
+
+    func apply(to c: inout TrainConfig) {
+        c.allreduce = allreduce
+        c.bucketMB = bucketMb
+    }
+}
+
 /// Saved weights to evaluate or predict with; shared by evaluate and predict.
 struct WeightsOptions: ParsableArguments {
     @Option(help: "Weights file (safetensors) written by --save.")
@@ -121,10 +140,7 @@ struct Train: ParsableCommand {
     @Option(help: "Print a progress line every N batches (0: never).")
     var logEvery = 10
 
-    @Option(help: "Gradient all-reduce bucket size in MiB (MPI path).")
-    var bucketMb: Double = 25
-    @Option(help: "How gradients are summed: auto (shared memory when all ranks share a machine, else MPI), mpi, or shared.")
-    var allreduce = "auto"
+    @OptionGroup var parallel: ParallelOptions
     @Option(help: "Compare a parameter checksum across ranks every N steps (0: never).")
     var checkSync = 0
     @Flag(help: "Each rank keeps only a contiguous 1/W of the training set (results then depend on the number of ranks).")
@@ -139,8 +155,6 @@ struct Train: ParsableCommand {
     var keep = 3
     @Option(help: "Resume from PATH, or with no value from the newest readable checkpoint in --checkpoint-dir.")
     var resume: String?
-    @Option(help: "OpenBLAS threads per rank (default: 1 when ranks share a node, else all cores).")
-    var blasThreads: Int?
     @Flag(help: "Print nothing but errors.")
     var quiet = false
 
@@ -164,8 +178,7 @@ struct Train: ParsableCommand {
         c.initWeights = initWeights
         c.metricsPath = metrics
         c.logEvery = logEvery
-        c.bucketMB = bucketMb
-        c.allreduce = allreduce
+        parallel.apply(to: &c)
         c.checkSync = checkSync
         c.shardData = shardData
         c.stallTimeout = stallTimeout
@@ -175,10 +188,9 @@ struct Train: ParsableCommand {
         c.keep = keep
         c.resume = resume
         try c.validate()
-        if let n = blasThreads, n < 1 { throw ValidationError("invalid --blas-threads \(n): must be at least 1") }
 
         let comm = try makeCommunicator(stallTimeout: c.stallTimeout)
-        let blas = BLASEnvironment.configureThreads(override: blasThreads, localSize: comm.localSize)
+        let blas = BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: comm.localSize)
         installStopSignalHandlers()
         let trainer = try Trainer(config: c, comm: comm)
         var checkpointer: Checkpointer?

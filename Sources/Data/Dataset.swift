@@ -54,17 +54,17 @@ public final class Dataset {
                        labels labelsOut: UnsafeMutablePointer<Int32>) {
         let n = sampleShape.count
         table.withUnsafeBufferPointer { value in
-        pixels.withUnsafeBufferPointer { px in
-            labels.withUnsafeBufferPointer { lb in
-                for r in 0..<k {
-                    let i = Int(indices[r])
-                    let src = px.baseAddress! + i * n
-                    let dst = input + r * n
-                    for j in 0..<n { dst[j] = value[Int(src[j])] }
-                    labelsOut[r] = lb[i]
+            pixels.withUnsafeBufferPointer { px in
+                labels.withUnsafeBufferPointer { lb in
+                    for r in 0..<k {
+                        let i = Int(indices[r])
+                        let src = px.baseAddress! + i * n
+                        let dst = input + r * n
+                        for j in 0..<n { dst[j] = value[Int(src[j])] }
+                        labelsOut[r] = lb[i]
+                    }
                 }
             }
-        }
         }
     }
 

@@ -31,10 +31,30 @@ public enum ActivationKind: Sendable {
         case .tanh: return 1 - y * y
         }
     }
+
+    /// y = f(x) over `count` values. The kind is chosen once per call, so each loop is compiled for
+    /// one function.
+    func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .relu: for i in 0..<count { y[i] = ActivationKind.relu.apply(x[i]) }
+        case .sigmoid: for i in 0..<count { y[i] = ActivationKind.sigmoid.apply(x[i]) }
+        case .tanh: for i in 0..<count { y[i] = ActivationKind.tanh.apply(x[i]) }
+        }
+    }
+
+    /// dx = dy * f'(x), from y = f(x), over `count` values.
+    func backward(y: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .relu: for i in 0..<count { dx[i] = dy[i] * ActivationKind.relu.derivative(output: y[i]) }
+        case .sigmoid: for i in 0..<count { dx[i] = dy[i] * ActivationKind.sigmoid.derivative(output: y[i]) }
+        case .tanh: for i in 0..<count { dx[i] = dy[i] * ActivationKind.tanh.derivative(output: y[i]) }
+        }
+    }
 }
 
-/// An elementwise activation. When `Sequential` fuses it into the Linear before it, it becomes a
-/// view: the Linear's output already holds f(x W^T + b), and the Linear's backward applies f'.
+/// An elementwise activation; each backward needs only the output y. When `Sequential` fuses it
+/// into the Linear before it, it becomes a view: the Linear's output already holds f(x W^T + b),
+/// and the Linear's backward applies f'.
 public protocol Activation: ShapePreserving {
     var kind: ActivationKind { get }
     var fusedIntoLinear: Bool { get set }
@@ -42,26 +62,23 @@ public protocol Activation: ShapePreserving {
 
 extension Activation {
     public var isView: Bool { fusedIntoLinear }
+
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        if !fusedIntoLinear { kind.forward(x, y, count: batch * shape.count) }
+    }
+
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
+        if let dx, !fusedIntoLinear { kind.backward(y: y, dy: dy, dx: dx, count: batch * shape.count) }
+    }
 }
 
-/// Elementwise activations. Each backward needs only the output y.
 public final class ReLU: Activation {
     public let shape: Shape
     public var fusedIntoLinear = false
     public var kind: ActivationKind { .relu }
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "ReLU" }
-
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
-        if fusedIntoLinear { return }
-        for i in 0..<(batch * shape.count) { y[i] = ActivationKind.relu.apply(x[i]) }
-    }
-
-    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                         dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        guard let dx, !fusedIntoLinear else { return }
-        for i in 0..<(batch * shape.count) { dx[i] = dy[i] * ActivationKind.relu.derivative(output: y[i]) }
-    }
 }
 
 public final class Sigmoid: Activation {
@@ -70,17 +87,6 @@ public final class Sigmoid: Activation {
     public var kind: ActivationKind { .sigmoid }
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "Sigmoid" }
-
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
-        if fusedIntoLinear { return }
-        for i in 0..<(batch * shape.count) { y[i] = ActivationKind.sigmoid.apply(x[i]) }
-    }
-
-    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                         dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        guard let dx, !fusedIntoLinear else { return }
-        for i in 0..<(batch * shape.count) { dx[i] = dy[i] * ActivationKind.sigmoid.derivative(output: y[i]) }
-    }
 }
 
 public final class Tanh: Activation {
@@ -89,17 +95,6 @@ public final class Tanh: Activation {
     public var kind: ActivationKind { .tanh }
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "Tanh" }
-
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
-        if fusedIntoLinear { return }
-        for i in 0..<(batch * shape.count) { y[i] = ActivationKind.tanh.apply(x[i]) }
-    }
-
-    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                         dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        guard let dx, !fusedIntoLinear else { return }
-        for i in 0..<(batch * shape.count) { dx[i] = dy[i] * ActivationKind.tanh.derivative(output: y[i]) }
-    }
 }
 
 /// Reshapes (C, H, W) to (C*H*W). Its output is its input's memory.

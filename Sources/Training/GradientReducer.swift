@@ -223,7 +223,7 @@ public final class SharedMemoryReduce: GradientReducer {
 
     /// Sums this rank's slice over all segments and updates that slice of the shared parameters.
     public func step(_ optimizer: Optimizer) throws {
-        let t0 = monotonicSeconds()
+        let t0 = tuning != nil ? monotonicSeconds() : 0
         let sum = chunk.pointer
         let w = segments.count
         var start = slice.lowerBound
