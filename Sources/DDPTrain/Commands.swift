@@ -30,8 +30,13 @@ struct DataOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Normalize pixels as (x - MEAN) / STD after scaling to [0,1], e.g. 0.1307,0.3081.")
     var normalize: String?
 
-    @Option(help: "Use the last N training samples as the validation set instead of the test files.")
+    @Option(parsing: .unconditional, help: "Use the last N training samples as the validation set instead of the test files.")
     var holdout = 0
+
+    func validate() throws {
+        _ = try parsedNormalize()
+        guard holdout >= 0 else { throw ValidationError("invalid --holdout \(holdout): must be >= 0") }
+    }
 
     var resolvedDataDir: String {
         dataDir ?? ProcessInfo.processInfo.environment["DDP_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./data/mnist"
@@ -40,8 +45,8 @@ struct DataOptions: ParsableArguments {
     func parsedNormalize() throws -> [Float]? {
         guard let normalize else { return nil }
         let parts = normalize.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
-        guard parts.count == 2, let m = parts[0], let s = parts[1], s > 0 else {
-            throw ValidationError("invalid --normalize '\(normalize)': expected MEAN,STD with STD > 0, e.g. 0.1307,0.3081")
+        guard parts.count == 2, let m = parts[0], let s = parts[1], m.isFinite, s.isFinite, s > 0 else {
+            throw ValidationError("invalid --normalize '\(normalize)': expected MEAN,STD, finite numbers with STD > 0, e.g. 0.1307,0.3081")
         }
         return [m, s]
     }
@@ -65,9 +70,9 @@ struct DataOptions: ParsableArguments {
 struct ParallelOptions: ParsableArguments {
     @Option(help: "How gradients are summed: auto (shared memory when all ranks share a machine, else MPI), mpi, or shared.")
     var allreduce = "auto"
-    @Option(help: "Gradient all-reduce bucket size in MiB (MPI path).")
+    @Option(parsing: .unconditional, help: "Gradient all-reduce bucket size in MiB (MPI path).")
     var bucketMb: Double = 25
-    @Option(help: "OpenBLAS threads per rank (default: 1 when ranks share a node, else all cores).")
+    @Option(parsing: .unconditional, help: "OpenBLAS threads per rank (default: 1 when ranks share a node, else all cores).")
     var blasThreads: Int?
 
     func validate() throws {
@@ -109,9 +114,9 @@ struct Train: ParsableCommand {
     var model = "mlp:512,512"
     @Option(help: "cross-entropy (on logits), nll (adds LogSoftmax), or mse (against one-hot targets).")
     var loss = "cross-entropy"
-    @Option(help: "Passes over the training set.")
+    @Option(parsing: .unconditional, help: "Passes over the training set.")
     var epochs = 1
-    @Option(help: "Stop after N optimizer steps.")
+    @Option(parsing: .unconditional, help: "Stop after N optimizer steps.")
     var maxSteps: Int?
     @Option(parsing: .unconditional, help: "Samples per rank per step; the global batch is this times the number of ranks.")
     var batchSize = 64
@@ -125,7 +130,7 @@ struct Train: ParsableCommand {
     var nesterov = false
     @Option(parsing: .unconditional, help: "Weight decay (default: 0, AdamW 0.01).")
     var weightDecay: Float?
-    @Option(help: "Seed for initialization, shuffling and dropout.")
+    @Option(parsing: .unconditional, help: "Seed for initialization, shuffling and dropout.")
     var seed: UInt64 = 1
     @Flag(help: "Keep the file order instead of shuffling each epoch.")
     var noShuffle = false
@@ -137,28 +142,29 @@ struct Train: ParsableCommand {
     var initWeights: String?
     @Option(help: "Write one JSON object per step and per evaluation to this file.")
     var metrics: String?
-    @Option(help: "Print a progress line every N batches (0: never).")
+    @Option(parsing: .unconditional, help: "Print a progress line every N batches (0: never).")
     var logEvery = 10
 
     @OptionGroup var parallel: ParallelOptions
-    @Option(help: "Compare a parameter checksum across ranks every N steps (0: never).")
+    @Option(parsing: .unconditional, help: "Compare a parameter checksum across ranks every N steps (0: never).")
     var checkSync = 0
     @Flag(help: "Each rank keeps only a contiguous 1/W of the training set (results then depend on the number of ranks).")
     var shardData = false
-    @Option(help: "Abort the job if a collective waits longer than this many seconds.")
+    @Option(parsing: .unconditional, help: "Abort the job if a collective waits longer than this many seconds.")
     var stallTimeout: Double = 300
     @Option(help: "Directory for checkpoints (with --checkpoint-every and --resume).")
     var checkpointDir: String?
-    @Option(help: "Write a checkpoint every N steps (and at every epoch end); 0: epoch ends only.")
+    @Option(parsing: .unconditional, help: "Write a checkpoint every N steps (and at every epoch end); 0: epoch ends only.")
     var checkpointEvery = 0
-    @Option(help: "Keep the newest K checkpoints.")
+    @Option(parsing: .unconditional, help: "Keep the newest K checkpoints.")
     var keep = 3
     @Option(help: "Resume from PATH, or with no value from the newest readable checkpoint in --checkpoint-dir.")
     var resume: String?
     @Flag(help: "Print nothing but errors.")
     var quiet = false
 
-    func run() throws {
+    /// The run these flags describe.
+    func makeConfig() throws -> TrainConfig {
         var c = TrainConfig()
         try data.apply(to: &c)
         c.model = model
@@ -187,8 +193,20 @@ struct Train: ParsableCommand {
         c.checkpointEvery = checkpointEvery
         c.keep = keep
         c.resume = resume
-        try c.validate()
+        return c
+    }
 
+    /// Every value and combination is checked while parsing, so a bad one exits 2 before anything starts.
+    func validate() throws {
+        do {
+            try makeConfig().validate()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func run() throws {
+        let c = try makeConfig()
         let comm = try makeCommunicator(stallTimeout: c.stallTimeout)
         let blas = BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: comm.localSize)
         installStopSignalHandlers()
@@ -200,10 +218,10 @@ struct Train: ParsableCommand {
             checkpointer = cp
         }
         var resumed: String?
-        if let choice = c.resume {
-            guard let cp = checkpointer else { throw ValidationError("--resume needs --checkpoint-dir") }
+        if let choice = c.resume, let cp = checkpointer {
             resumed = try cp.resume(choice, into: trainer)
         }
+        try trainer.openMetrics(resumed: resumed != nil)
         trainer.printHeader(extra: [blas])
         if c.resume != nil {
             trainer.console.line(resumed.map { "Resumed from \($0) at step \(trainer.step) (epoch \(trainer.epoch + 1), batch \(trainer.batchInEpoch))" }
@@ -211,16 +229,16 @@ struct Train: ParsableCommand {
         }
         try trainer.run()
         if trainer.stoppedBySignal {
-            checkpointer?.write(trainer)
-            trainer.console.line("Stopped by signal at step \(trainer.step); exit status \(Train.signalExitStatus). Resume with --resume.")
+            if let checkpointer {
+                try trainer.requireFiniteState(for: "the stop checkpoint")
+                checkpointer.write(trainer)
+            }
+            trainer.console.line("Stopped by signal at step \(trainer.step); exit status \(ExitStatus.stopped). Resume with --resume.")
             comm.finalize()
-            throw ExitCode(Train.signalExitStatus)
+            throw ExitCode(ExitStatus.stopped)
         }
         comm.finalize()
     }
-
-    /// Exit status after a clean stop on SIGTERM/SIGINT (checkpoint written): EX_TEMPFAIL.
-    static let signalExitStatus: Int32 = 75
 }
 
 struct Evaluate: ParsableCommand {

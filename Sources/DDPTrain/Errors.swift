@@ -2,9 +2,11 @@ import ArgumentParser
 import Comm
 import Foundation
 import Glibc
+import Training
 
-/// Bad input ends with one line on stderr and exit status 2 (usage) or 1 (anything else).
-/// Under mpirun, rank 0 prints; other ranks print only communication errors, which are theirs alone.
+/// An error ends the command with one line on stderr and the exit status of `ExitStatus`: 2 for
+/// usage errors, 3 for a diverged run, 1 for anything else. Under mpirun, rank 0 prints; other ranks
+/// print only communication errors, which are theirs alone.
 enum ErrorReport {
     static var rank: Int { ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap(Int.init) ?? 0 }
 
@@ -20,6 +22,6 @@ enum ErrorReport {
         }
         fflush(stdout)
         fflush(stderr)
-        _exit(usage ? 2 : 1)
+        _exit(usage ? ExitStatus.usage : error.exitStatus)
     }
 }

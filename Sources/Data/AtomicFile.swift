@@ -14,7 +14,7 @@ public enum AtomicFile {
     /// `body` writes the content to the open descriptor.
     public static func write(to path: String, _ body: (Int32) throws -> Void) throws {
         let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        let tmp = (dir as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).tmp.\(getpid())")
+        let tmp = (dir as NSString).appendingPathComponent(temporaryName(for: (path as NSString).lastPathComponent))
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw DataError("cannot write \(path): \(errnoString())") }
         var ok = false
@@ -45,6 +45,42 @@ public enum AtomicFile {
             offset += n
         }
     }
+
+    /// The temporary file's name for target `name`: `.NAME.tmp.PID`.
+    public static func temporaryName(for name: String) -> String { ".\(name).tmp.\(getpid())" }
+
+    /// Whether `name` is a temporary file of some writer (`.NAME.tmp.PID`).
+    public static func isTemporaryName(_ name: String) -> Bool {
+        guard name.hasPrefix("."), let r = name.range(of: ".tmp.", options: .backwards) else { return false }
+        let pid = name[r.upperBound...]
+        return !pid.isEmpty && pid.allSatisfy { $0.isASCII && $0.isNumber }
+    }
+
+    /// Checks, before hours of work, that `path` can be written as `write` would: its folder exists
+    /// and takes a new file, and `path` is not a folder. Throws one line naming the problem.
+    public static func checkWritable(_ path: String, flag: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw DataError("cannot write \(flag) \(path): folder \(dir) does not exist")
+        }
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw DataError("cannot write \(flag) \(path): it is a folder")
+        }
+        let probe = (dir as NSString).appendingPathComponent(temporaryName(for: (path as NSString).lastPathComponent))
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw DataError("cannot write \(flag) \(path): \(errnoString())") }
+        close(fd)
+        unlink(probe)
+    }
 }
 
-func errnoString() -> String { String(cString: strerror(errno)) }
+public func errnoString() -> String { String(cString: strerror(errno)) }
+
+/// The POSIX reason inside a Foundation error ("Permission denied"), else its description.
+public func posixReason(_ error: Error) -> String {
+    if let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    return error.localizedDescription
+}

@@ -73,10 +73,26 @@ public struct DataSplits {
     /// in place of the test files; `normalize` is [mean, std] for both sets.
     public static func load(kind: DatasetKind, dataDir: String, holdout: Int, seed: UInt64, normalize: [Float]? = nil) throws -> DataSplits {
         let splits = try loadRaw(kind: kind, dataDir: dataDir, holdout: holdout, seed: seed)
+        try splits.validate()
         if let n = normalize, n.count == 2 {
             for d in [splits.train, splits.eval] { d.mean = n[0]; d.std = n[1] }
         }
         return splits
+    }
+
+    /// The splits as a whole, before anything is sized from them: neither is empty, and both have
+    /// the same sample shape and classes (the model's input and output). Labels were range-checked
+    /// when each set was made.
+    public func validate() throws {
+        guard train.count > 0 else { throw DataError("the training set is empty: nothing to train on") }
+        guard eval.count > 0 else { throw DataError("the \(evalName) set is empty: nothing to evaluate on") }
+        guard eval.sampleShape == train.sampleShape else {
+            throw DataError("\(evalName) samples have shape \(eval.sampleShape.dims.map(String.init).joined(separator: "x")) but "
+                            + "training samples \(train.sampleShape.dims.map(String.init).joined(separator: "x")); every split must have the model's input shape")
+        }
+        guard eval.classes == train.classes else {
+            throw DataError("the \(evalName) set has \(eval.classes) classes, the training set \(train.classes)")
+        }
     }
 
     static func loadRaw(kind: DatasetKind, dataDir: String, holdout: Int, seed: UInt64) throws -> DataSplits {

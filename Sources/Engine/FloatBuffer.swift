@@ -31,6 +31,19 @@ public final class FloatBuffer {
         set { pointer[i] = newValue }
     }
 
+    /// Whether no value is NaN or infinite (x * 0 is 0 for every finite x and NaN otherwise).
+    public var allFinite: Bool {
+        var acc = SIMD16<Float>(repeating: 0)
+        let whole = count / 16 * 16
+        let raw = UnsafeRawPointer(pointer)
+        for i in stride(from: 0, to: whole, by: 16) {
+            acc += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) * 0
+        }
+        var tail: Float = 0
+        for i in whole..<count { tail += pointer[i] * 0 }
+        return (acc.sum() + tail).isFinite
+    }
+
     public func toArray() -> [Float] { Array(buffer) }
 
     public func copy(from array: [Float]) {

@@ -33,11 +33,12 @@ public struct ModelSpec: Equatable, CustomStringConvertible, Sendable {
             throw ParseError(description: "invalid --model '\(text)': cnn models are not available yet (Conv2d is planned); use mlp:H1,H2,...")
         }
         guard kind == "mlp" else { throw fail("unknown model kind '\(kind)'") }
-        guard parts.count >= 2 else { throw fail("missing hidden sizes") }
+        guard parts.count >= 2, !parts[1].isEmpty else { throw fail("missing hidden sizes (mlp:0 has no hidden layer)") }
         var hidden: [Int] = []
-        if !parts[1].isEmpty && parts[1] != "0" {
+        if parts[1] != "0" {
             for field in parts[1].split(separator: ",", omittingEmptySubsequences: false) {
-                guard let h = Int(field), h > 0, h <= 1 << 20 else { throw fail("hidden size '\(field)' is not a positive integer") }
+                guard let h = Int(field), h > 0 else { throw fail("hidden size '\(field)' is not a positive integer") }
+                guard h <= ModelSpec.maxWidth else { throw fail("hidden size \(h) is larger than \(ModelSpec.maxWidth)") }
                 hidden.append(h)
             }
         }
@@ -54,8 +55,24 @@ public struct ModelSpec: Equatable, CustomStringConvertible, Sendable {
         }
     }
 
+    /// The widest hidden layer a spec may ask for.
+    public static let maxWidth = 1 << 20
+
+    /// Trainable values for inputs of `inputCount` values and `classes` outputs (as `build` makes).
+    public func parameterCount(inputCount: Int, classes: Int) -> Int {
+        var total = 0, width = inputCount
+        for h in hidden + [classes] { total += width * h + h; width = h }
+        return total
+    }
+
+    /// Floats of activations and their gradients for `maxBatch` samples (an upper estimate).
+    public func activationCount(inputCount: Int, classes: Int, maxBatch: Int) -> Int {
+        let perSample = inputCount + hidden.reduce(0, +) * (dropout > 0 ? 3 : 2) + 2 * classes
+        return 2 * maxBatch * perSample
+    }
+
     public var description: String {
-        var s = "mlp:" + hidden.map(String.init).joined(separator: ",")
+        var s = "mlp:" + (hidden.isEmpty ? "0" : hidden.map(String.init).joined(separator: ","))
         if activation != .relu { s += ":" + activation.rawValue }
         if dropout > 0 { s += ":dropout=\(dropout)" }
         return s

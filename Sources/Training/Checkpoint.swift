@@ -4,108 +4,91 @@ import Foundation
 import NN
 import Optim
 
-/// A checkpoint file:
-///
-///     offset 0   "DDPCKPT\n"   magic
-///            8   UInt32 LE     format version (1)
-///           12   UInt32 LE     CRC-32 of every byte from offset 24 to the end
-///           16   UInt64 LE     number of bytes from offset 24 to the end
-///           24   a safetensors image: the weights under their PyTorch names (as `--save` writes
-///                them), the optimizer's flat state buffers as "optimizer.<name>", and the training
-///                state as JSON in its metadata under "ddp_train.state"
-///
-/// Python reads the weights with `safetensors.numpy.load(open(path, "rb").read()[24:])`.
+/// A trainer's state as a checkpoint file (the format is `CheckpointFile`, in the Data module):
+/// the weights, the optimizer's buffers, and the position and run configuration as JSON.
 public enum Checkpoint {
-    public static let magic: [UInt8] = Array("DDPCKPT\n".utf8)
-    public static let version: UInt32 = 1
-    static let headerSize = 24
+    /// The state JSON: the position (`CheckpointFile.Position`'s fields) and the run configuration.
+    struct State: Encodable {
+        var position: CheckpointFile.Position
+        var config: TrainConfig
 
-    /// Where training stands. ddp-train keeps no stateful per-rank RNG: the epoch order is a function
-    /// of (seed, epoch), dropout masks of (seed, step, layer, sample), so `seed`, `epoch` and `step`
-    /// are every rank's random state.
-    public struct State: Codable, Equatable {
-        public var step: Int
-        public var epoch: Int
-        public var batchInEpoch: Int
-        public var seed: UInt64
-        public var globalBatch: Int
-        public var trainCount: Int
-        public var bestAccuracy: Double
-        public var optimizer: String
-        public var optimizerStep: Int
-        public var learningRate: Float
-        public var model: String
-        public var worldSize: Int
-        public var config: TrainConfig
+        func encode(to encoder: Encoder) throws {
+            try position.encode(to: encoder)
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encode(config, forKey: .config)
+        }
     }
 
+    /// The run configuration inside the state JSON.
+    struct SavedConfig: Decodable {
+        var config: TrainConfig
+    }
+
+    enum Key: String, CodingKey { case config }
+
+    /// The checkpoint's bytes. Refuses (`DivergedError`) when a parameter or optimizer value is not
+    /// finite: a diverged state is never written.
     public static func encode(trainer: Trainer) throws -> [UInt8] {
-        let state = State(step: trainer.step, epoch: trainer.epoch, batchInEpoch: trainer.batchInEpoch, seed: trainer.config.seed,
-                          globalBatch: trainer.sampler.globalBatch, trainCount: trainer.splits.train.count,
-                          bestAccuracy: trainer.bestAccuracy, optimizer: trainer.optimizer.name,
-                          optimizerStep: trainer.optimizer.stepCount, learningRate: trainer.optimizer.learningRate,
-                          model: trainer.spec.description, worldSize: trainer.comm.size, config: trainer.config)
-        let json = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
+        let position = CheckpointFile.Position(
+            step: trainer.step, epoch: trainer.epoch, batchInEpoch: trainer.batchInEpoch, seed: trainer.config.seed,
+            globalBatch: trainer.sampler.globalBatch, trainCount: trainer.splits.train.count, bestAccuracy: trainer.bestAccuracy,
+            optimizer: trainer.optimizer.name, optimizerStep: trainer.optimizer.stepCount, learningRate: trainer.optimizer.learningRate,
+            model: trainer.spec.description, worldSize: trainer.comm.size, runID: trainer.runID)
+        let json = String(decoding: try JSONEncoder().encode(State(position: position, config: trainer.config)), as: UTF8.self)
+        try trainer.requireFiniteState(for: "a checkpoint")
         var sources = Weights.sources(trainer.model.store)
         for (name, buffer) in trainer.optimizer.stateBuffers {
             sources.append(.init(name: "optimizer.\(name)", shape: [buffer.count], pointer: buffer.pointer))
         }
-        let body = SafeTensors.encode(sources, metadata: ["format": "pt", "ddp_train.state": json, "ddp_train.model": trainer.spec.description])
-        var out = magic
-        func le32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
-        le32(version)
-        le32(body.withUnsafeBytes { crc32Checksum($0) })
-        withUnsafeBytes(of: UInt64(body.count).littleEndian) { out += $0 }
-        return out + body
+        let body = SafeTensors.encode(sources, metadata: ["format": "pt", CheckpointFile.stateKey: json,
+                                                          "ddp_train.model": trainer.spec.description])
+        return CheckpointFile.frame(body)
     }
 
-    /// Checks magic, version, length and checksum; returns the safetensors body.
-    public static func verify(_ bytes: [UInt8], name: String) throws -> [UInt8] {
-        guard bytes.count >= headerSize else {
-            throw DataError("\(name): truncated checkpoint (\(bytes.count) bytes, the header alone is \(headerSize))")
-        }
-        guard Array(bytes[0..<8]) == magic else { throw DataError("\(name): not a ddp-train checkpoint (wrong magic number)") }
-        let v = readLE32(bytes, 8)
-        guard v == version else { throw DataError("\(name): checkpoint format version \(v), this ddp-train reads version \(version)") }
-        var length: UInt64 = 0
-        for i in 0..<8 { length |= UInt64(bytes[16 + i]) << (8 * UInt64(i)) }
-        guard length == UInt64(bytes.count - headerSize) else {
-            throw DataError("\(name): truncated checkpoint (\(bytes.count - headerSize) of \(length) bytes)")
-        }
-        let body = Array(bytes[headerSize...])
-        let crc = body.withUnsafeBytes { crc32Checksum($0) }
-        guard crc == readLE32(bytes, 12) else { throw DataError("\(name): corrupted checkpoint (checksum mismatch)") }
-        return body
-    }
-
-    public static func read(path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw DataError("\(path): cannot read checkpoint") }
-        return try verify([UInt8](data), name: path)
-    }
-
-    /// Puts a verified checkpoint's content into the trainer: weights, optimizer state, position.
-    public static func restore(_ body: [UInt8], into trainer: Trainer, name: String) throws {
-        let file = try SafeTensors.decode(body, name: name)
-        guard let json = file.metadata["ddp_train.state"],
-              let state = try? JSONDecoder().decode(State.self, from: Data(json.utf8)) else {
-            throw DataError("\(name): checkpoint has no readable training state")
-        }
+    /// Puts a checkpoint file's bytes into the trainer: weights, optimizer state, position. Every
+    /// rank checks the same bytes and reaches the same verdict.
+    ///
+    /// The command line must agree with the checkpoint on everything that decides the trajectory
+    /// (model, optimizer and its hyperparameters, loss, seed, data and its order): a difference is
+    /// refused (`UsageError`) rather than applied or silently overridden, so that a resumed run is
+    /// the run that wrote the checkpoint. The global batch may change only at an epoch boundary.
+    public static func restore(_ file: [UInt8], into trainer: Trainer, name: String) throws {
+        let contents = try CheckpointFile.decode(file, name: name)
+        let state = contents.position
         guard state.model == trainer.spec.description else {
-            throw DataError("\(name): checkpoint of model \(state.model), this run trains \(trainer.spec.description)")
+            throw UsageError("\(name): checkpoint of model \(state.model), this run trains \(trainer.spec.description)")
         }
         guard state.optimizer == trainer.optimizer.name else {
-            throw DataError("\(name): checkpoint of optimizer \(state.optimizer), this run uses \(trainer.optimizer.name)")
+            throw UsageError("\(name): checkpoint of optimizer \(state.optimizer), this run uses \(trainer.optimizer.name)")
         }
         guard state.trainCount == trainer.splits.train.count else {
-            throw DataError("\(name): checkpoint of a \(state.trainCount)-sample training set, this run has \(trainer.splits.train.count)")
+            throw UsageError("\(name): checkpoint of a \(state.trainCount)-sample training set, this run has \(trainer.splits.train.count)")
+        }
+        guard let saved = try? JSONDecoder().decode(SavedConfig.self, from: Data(contents.stateJSON.utf8)).config else {
+            throw DataError("\(name): checkpoint has no readable run configuration")
+        }
+        let differences = trainer.config.trajectoryDifferences(from: saved)
+        if !differences.isEmpty {
+            throw UsageError("\(name): the command line differs from the checkpoint: \(differences.joined(separator: ", ")); "
+                             + "resume with the checkpoint's values, or start a new run")
+        }
+        // No schedule changes the learning rate yet: the stored one must be the configured one.
+        guard state.learningRate == (try trainer.config.optimizerConfig).resolvedLearningRate else {
+            throw DataError("\(name): corrupt training state: learning rate \(state.learningRate) is not the run's \(saved.lr.map { "\($0)" } ?? "default")")
+        }
+        guard state.seed == trainer.config.seed else {
+            throw DataError("\(name): corrupt training state: seed \(state.seed) is not the run's \(saved.seed)")
         }
         if state.batchInEpoch > 0 && state.globalBatch != trainer.sampler.globalBatch {
-            throw DataError("\(name): written mid-epoch at global batch \(state.globalBatch); resume with the same global batch (ranks x --batch-size), this run has \(trainer.sampler.globalBatch)")
+            throw UsageError("\(name): written mid-epoch at global batch \(state.globalBatch); resume with the same global batch (ranks x --batch-size), this run has \(trainer.sampler.globalBatch)")
         }
         if state.batchInEpoch > 0 && trainer.config.shardData {
-            throw DataError("\(name): a mid-epoch checkpoint cannot be resumed with --shard-data")
+            throw UsageError("\(name): a mid-epoch checkpoint cannot be resumed with --shard-data")
         }
-        var weights = file.tensors
+        if state.batchInEpoch > trainer.sampler.batchesPerEpoch {
+            throw DataError("\(name): corrupt training state: position \(state.batchInEpoch) is past the epoch's \(trainer.sampler.batchesPerEpoch) batches")
+        }
+        var weights = contents.tensors
         var optimizerState: [String: SafeTensors.Tensor] = [:]
         for key in weights.keys where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = weights.removeValue(forKey: key) }
         try Weights.check(trainer.model.store, tensors: weights, source: name)
@@ -126,9 +109,6 @@ public enum Checkpoint {
         trainer.epoch = state.epoch
         trainer.batchInEpoch = state.batchInEpoch
         trainer.bestAccuracy = state.bestAccuracy
-    }
-
-    private static func readLE32(_ b: [UInt8], _ o: Int) -> UInt32 {
-        UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24
+        trainer.runID = state.runID ?? trainer.runID
     }
 }

@@ -1,22 +1,40 @@
 import Comm
 import Data
 import Foundation
+import Glibc
 
-/// When and where checkpoints are written, and which one a resume reads.
+/// When and where checkpoints are written, which ones are pruned, and which one a resume reads.
 ///
-/// - Rank 0 alone writes `DIR/ckpt-STEP.ckpt` every `--checkpoint-every` steps and at every epoch
-///   end, atomically (temporary file, fsync, rename, fsync of the directory). Only then are
-///   checkpoints beyond the newest `--keep` removed, so a good one always exists on disk.
+/// - **A run owns its checkpoints.** Each run has an 8-hex-digit identity, made at a fresh start and
+///   kept across resumes; its files are `DIR/ckpt-STEP-RUN.ckpt`. Pruning (`--keep K`) looks only at
+///   this run's files, so another run's checkpoints in the same folder are never touched.
+/// - **Writing.** Rank 0 alone writes, atomically (temporary file, fsync, rename, fsync of the
+///   directory), every `--checkpoint-every` steps and at every epoch end, then reads the file back
+///   and checks its CRC. Only a verified new checkpoint lets older ones go: the run's files are
+///   ranked by when they were written and all but the newest K are removed. So the file a run resumed
+///   from stays until a newer one is on disk, and the newest readable one is never removed; a
+///   checkpoint "from the future" of an abandoned timeline (say a corrupt newest file a resume skipped)
+///   ranks as old. A failed write (a full disk) is reported on stderr, training goes on, and nothing
+///   is pruned.
+/// - **A lock.** While a job runs, rank 0 holds `flock` on `DIR/.ddp-train.lock`, which names the
+///   holder; a second job using the folder fails at start with one line naming it. The kernel drops
+///   the lock when its process dies, so a dead job never blocks. Temporary files that dead writers
+///   left (`.NAME.tmp.PID`) are removed once the lock is taken.
 /// - `best.safetensors` holds the weights with the best evaluation accuracy so far.
-/// - A failed write (a full disk) is reported on stderr and training goes on; the previous
-///   checkpoints are untouched.
-/// - Resume: rank 0 reads and verifies the chosen checkpoint (the newest, falling back to older ones
-///   if it is unreadable) and broadcasts its bytes, so the other ranks need no shared filesystem.
+/// - **Resume.** Rank 0 reads and verifies the chosen checkpoint ("latest": the most recently written
+///   readable one, falling back to older ones) and broadcasts its bytes, so the other ranks need no
+///   shared filesystem.
+/// - Nothing non-finite is written: before any write every rank checks the state, and a diverged run
+///   stops with `DivergedError` at the same step on all ranks.
 public final class Checkpointer {
     public let directory: String
     public let every: Int
     public let keep: Int
     let comm: Communicator
+    /// The lock file's descriptor (rank 0), held open for the life of the process.
+    private var lockDescriptor: Int32 = -1
+
+    public static let lockName = ".ddp-train.lock"
 
     public init(directory: String, every: Int, keep: Int, comm: Communicator) throws {
         self.directory = directory
@@ -24,40 +42,101 @@ public final class Checkpointer {
         self.keep = keep
         self.comm = comm
         try rootDecides(comm, what: "checkpoint directory") {
-            do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            } catch {
-                throw DataError("cannot create checkpoint directory \(directory): \(error.localizedDescription)")
+            var isDir: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) {
+                let parent = (directory as NSString).deletingLastPathComponent
+                do {
+                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                } catch {
+                    // Foundation's message hides errno; mkdir on the last component names it.
+                    let reason = mkdir(directory, 0o755) == 0 ? posixReason(error) : errnoString()
+                    throw UsageError("cannot create --checkpoint-dir \(directory)\(parent.isEmpty ? "" : " in \(parent)"): \(reason)")
+                }
+            } else if !isDir.boolValue {
+                throw UsageError("--checkpoint-dir \(directory) is a file, not a folder")
             }
+            try lock()
+            removeStaleTemporaryFiles()
         }
     }
 
-    public static func fileName(step: Int) -> String { String(format: "ckpt-%08d.ckpt", step) }
-
-    /// Checkpoints in the directory, newest first.
-    public func existing() -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".ckpt") }.sorted(by: >).map { directory + "/" + $0 }
+    deinit {
+        if lockDescriptor >= 0 { close(lockDescriptor) }
     }
 
-    /// The trainer's hook: a checkpoint every `every` steps and at each epoch end.
+    /// Takes the folder's lock or fails naming its holder; the lock file doubles as the check that
+    /// the folder is writable.
+    private func lock() throws {
+        let path = directory + "/" + Checkpointer.lockName
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw UsageError("cannot write to --checkpoint-dir \(directory): \(errnoString())") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? "")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            close(fd)
+            throw TrainingError("--checkpoint-dir \(directory) is in use by another job (\(holder.isEmpty ? "holder unknown" : holder)); "
+                                + "wait for it to end or choose another folder")
+        }
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, host.count - 1)
+        let since = ISO8601DateFormatter().string(from: Date())
+        let text = "pid \(getpid()) on \(String(cString: host)) since \(since)\n"
+        guard ftruncate(fd, 0) == 0, (try? AtomicFile.writeAll(fd, UnsafeRawBufferPointer(start: text, count: text.utf8.count), path: path)) != nil else {
+            let reason = errnoString()
+            close(fd)
+            throw UsageError("cannot write to --checkpoint-dir \(directory): \(reason)")
+        }
+        lockDescriptor = fd
+    }
+
+    /// `.NAME.tmp.PID` files are what an interrupted atomic write leaves; with the lock held, no
+    /// live writer owns one.
+    private func removeStaleTemporaryFiles() {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where AtomicFile.isTemporaryName(name) {
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
+    }
+
+    /// Checkpoint files in the directory (any run), most recently written first.
+    public func existing() -> [(path: String, step: Int, runID: String?)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        var found: [(path: String, step: Int, runID: String?, written: Double)] = []
+        for name in names {
+            guard let (step, run) = CheckpointFile.parseName(name) else { continue }
+            let path = directory + "/" + name
+            var st = stat()
+            guard stat(path, &st) == 0 else { continue }
+            found.append((path, step, run, Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) * 1e-9))
+        }
+        found.sort { ($0.written, $0.step, $0.path) > ($1.written, $1.step, $1.path) }
+        return found.map { ($0.path, $0.step, $0.runID) }
+    }
+
+    /// The trainer's hook, on every rank: a checkpoint every `every` steps and at each epoch end.
     public func afterStep(_ trainer: Trainer, evaluated: Bool) throws {
+        let due = evaluated || (every > 0 && trainer.step % every == 0)
+        guard due else { return }
+        // Every rank holds the same parameters, so every rank reaches the same verdict.
+        try trainer.requireFiniteState(for: "a checkpoint")
         if evaluated && trainer.lastEvalImproved && comm.isRoot {
             report { try Weights.save(trainer.model, spec: trainer.spec.description, to: self.directory + "/best.safetensors") }
         }
-        if evaluated || (every > 0 && trainer.step % every == 0) { write(trainer) }
+        write(trainer)
     }
 
-    /// Writes a checkpoint now (rank 0; the others return at once). Never throws: a failure is reported.
+    /// Writes a checkpoint now (rank 0; the others return at once), verifies it on disk, then prunes
+    /// this run's older ones. Never throws: a failure is reported and nothing is pruned.
     public func write(_ trainer: Trainer) {
         guard comm.isRoot else { return }
-        let path = directory + "/" + Checkpointer.fileName(step: trainer.step)
+        let path = directory + "/" + CheckpointFile.fileName(step: trainer.step, runID: trainer.runID)
         let ok = report {
             try AtomicFile.write(Checkpoint.encode(trainer: trainer), to: path)
+            _ = try CheckpointFile.read(path: path)
         }
         guard ok else { return }
         trainer.console.line("Checkpoint: \(path)")
-        for old in existing().dropFirst(keep) { try? FileManager.default.removeItem(atPath: old) }
+        let older = existing().filter { $0.runID == trainer.runID && $0.path != path }
+        for old in older.dropFirst(keep - 1) { try? FileManager.default.removeItem(atPath: old.path) }
     }
 
     @discardableResult
@@ -71,23 +150,23 @@ public final class Checkpointer {
         }
     }
 
-    /// Restores `path`, or with "latest" the newest readable checkpoint. Returns a description of what
-    /// was resumed, or nil when "latest" found no checkpoint at all (a fresh start).
+    /// Restores `path`, or with "latest" the most recently written readable checkpoint. Returns a
+    /// description of what was resumed, or nil when "latest" found no checkpoint at all (a fresh start).
     public func resume(_ choice: String, into trainer: Trainer) throws -> String? {
-        var body: [UInt8] = []
+        var file: [UInt8] = []
         var chosen = ""
         var warnings: [String] = []
         try rootDecides(comm, what: "resume") {
             if choice != "latest" {
-                body = try Checkpoint.read(path: choice)
+                file = try CheckpointFile.read(path: choice)
                 chosen = choice
                 return
             }
             let candidates = existing()
-            for path in candidates {
+            for candidate in candidates {
                 do {
-                    body = try Checkpoint.read(path: path)
-                    chosen = path
+                    file = try CheckpointFile.read(path: candidate.path)
+                    chosen = candidate.path
                     return
                 } catch {
                     warnings.append("\(error); falling back to the previous checkpoint")
@@ -98,12 +177,12 @@ public final class Checkpointer {
             }
         }
         for w in warnings { warn("warning: \(w)") }
-        try comm.broadcast(bytes: &body, root: 0, what: "broadcast(checkpoint)")
-        guard !body.isEmpty else { return nil }
+        try comm.broadcast(bytes: &file, root: 0, what: "broadcast(checkpoint)")
+        guard !file.isEmpty else { return nil }
         // Every rank has the same bytes, so every rank reaches the same verdict; only rank 0, which
         // knows the file's name, prints it.
         let name = comm.isRoot ? chosen : "checkpoint"
-        try Checkpoint.restore(body, into: trainer, name: name)
+        try Checkpoint.restore(file, into: trainer, name: name)
         return name
     }
 }

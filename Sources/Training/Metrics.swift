@@ -1,3 +1,4 @@
+import Data
 import Foundation
 
 /// Counts of (true class, predicted class).
@@ -54,27 +55,47 @@ public struct EvalResult {
     }
 }
 
-/// The `--metrics` JSON Lines file: one object per optimizer step and one per evaluation.
+/// The `--metrics` JSON Lines file: one object per optimizer step and one per evaluation, each
+/// valid JSON (a non-finite number is written as null).
 public final class MetricsLog {
     private let handle: FileHandle
 
-    public init(path: String, append: Bool) throws {
+    /// A fresh file, or with `keepingThrough: S` (a resume from step S) the existing file cut back to
+    /// its lines of steps up to S: the steps after S are trained again and logged once more, so each
+    /// step appears once. A torn last line (a crash mid-write) goes too.
+    public init(path: String, keepingThrough resumeStep: Int?) throws {
         let fm = FileManager.default
-        if !append || !fm.fileExists(atPath: path) {
-            guard fm.createFile(atPath: path, contents: nil) else { throw TrainingError("cannot create metrics file \(path)") }
+        var kept = Data()
+        if let s = resumeStep, let old = fm.contents(atPath: path) {
+            for line in old.split(separator: UInt8(ascii: "\n")) {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { continue }
+                if let step = object["step"] as? Int, step > s { continue }
+                kept.append(Data(line))
+                kept.append(UInt8(ascii: "\n"))
+            }
         }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw TrainingError("cannot open metrics file \(path)") }
+        do {
+            try AtomicFile.write([UInt8](kept), to: path)
+        } catch {
+            throw UsageError("cannot write --metrics \(path): \(error)")
+        }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw UsageError("cannot open --metrics \(path)") }
         h.seekToEndOfFile()
         handle = h
     }
 
     public func step(step: Int, epoch: Int, loss: Double, lr: Float, samplesPerSecond: Double) {
-        write(String(format: "{\"step\":%d,\"epoch\":%d,\"loss\":%.6g,\"lr\":%.6g,\"samples_per_s\":%.1f}\n",
-                     step, epoch, loss, Double(lr), samplesPerSecond))
+        write("{\"step\":\(step),\"epoch\":\(epoch),\"loss\":\(json(loss)),\"lr\":\(json(Double(lr))),"
+              + "\"samples_per_s\":\(json(samplesPerSecond, "%.1f"))}\n")
     }
 
-    public func eval(epoch: Int, loss: Double, accuracy: Double) {
-        write(String(format: "{\"epoch\":%d,\"val_loss\":%.6g,\"val_accuracy\":%.6g}\n", epoch, loss, accuracy))
+    public func eval(step: Int, epoch: Int, loss: Double, accuracy: Double) {
+        write("{\"step\":\(step),\"epoch\":\(epoch),\"val_loss\":\(json(loss)),\"val_accuracy\":\(json(accuracy))}\n")
+    }
+
+    /// A JSON number, or null for NaN and infinities (JSON has no spelling for them).
+    private func json(_ x: Double, _ format: String = "%.6g") -> String {
+        x.isFinite ? String(format: format, x) : "null"
     }
 
     private var failed = false
@@ -86,15 +107,9 @@ public final class MetricsLog {
             try handle.write(contentsOf: Data(s.utf8))
         } catch {
             failed = true
-            let posix = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
-            warn("warning: metrics write failed (\(posix ?? "\(error)")); training goes on without metrics")
+            warn("warning: metrics write failed (\(posixReason(error))); training goes on without metrics")
         }
     }
 
     public func close() { try? handle.close() }
-}
-
-public struct TrainingError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }

@@ -59,30 +59,63 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         return c
     } }
 
-    /// Checks everything that can be checked before touching data, with one clear message.
+    /// Checks everything that can be checked before touching data, with one clear message. Every
+    /// failure is a `UsageError` (exit status 2).
     public func validate() throws {
-        _ = try datasetKind
-        _ = try modelSpec
-        _ = try lossKind
-        try optimizerConfig.validate()
-        guard batchSize > 0 else { throw TrainingError("invalid --batch-size \(batchSize): must be at least 1") }
-        guard epochs > 0 else { throw TrainingError("invalid --epochs \(epochs): must be at least 1") }
-        if let m = maxSteps, m <= 0 { throw TrainingError("invalid --max-steps \(m): must be at least 1") }
-        guard holdout >= 0 else { throw TrainingError("invalid --holdout \(holdout): must be >= 0") }
-        guard logEvery >= 0 else { throw TrainingError("invalid --log-every \(logEvery): must be >= 0") }
-        guard ["auto", "mpi", "shared"].contains(allreduce) else {
-            throw TrainingError("invalid --allreduce '\(allreduce)': expected auto, mpi or shared")
+        do {
+            _ = try datasetKind
+            _ = try modelSpec
+            _ = try lossKind
+            try optimizerConfig.validate()
+        } catch let error as UsageError {
+            throw error
+        } catch {
+            throw UsageError("\(error)")
         }
-        guard bucketMB > 0 else { throw TrainingError("invalid --bucket-mb \(bucketMB): must be > 0") }
-        guard stallTimeout > 0 else { throw TrainingError("invalid --stall-timeout \(stallTimeout): must be > 0") }
-        guard checkSync >= 0 else { throw TrainingError("invalid --check-sync \(checkSync): must be >= 0") }
-        guard checkpointEvery >= 0 else { throw TrainingError("invalid --checkpoint-every \(checkpointEvery): must be >= 0") }
-        guard keep >= 1 else { throw TrainingError("invalid --keep \(keep): must be at least 1") }
+        func bad(_ s: String) -> UsageError { UsageError(s) }
+        guard batchSize > 0 else { throw bad("invalid --batch-size \(batchSize): must be at least 1") }
+        guard epochs > 0 else { throw bad("invalid --epochs \(epochs): must be at least 1") }
+        if let m = maxSteps, m <= 0 { throw bad("invalid --max-steps \(m): must be at least 1") }
+        guard holdout >= 0 else { throw bad("invalid --holdout \(holdout): must be >= 0") }
+        guard logEvery >= 0 else { throw bad("invalid --log-every \(logEvery): must be >= 0") }
+        guard ["auto", "mpi", "shared"].contains(allreduce) else {
+            throw bad("invalid --allreduce '\(allreduce)': expected auto, mpi or shared")
+        }
+        guard bucketMB.isFinite, bucketMB > 0 else { throw bad("invalid --bucket-mb \(bucketMB): must be > 0") }
+        guard stallTimeout.isFinite, stallTimeout > 0 else { throw bad("invalid --stall-timeout \(stallTimeout): must be > 0") }
+        guard checkSync >= 0 else { throw bad("invalid --check-sync \(checkSync): must be >= 0") }
+        guard checkpointEvery >= 0 else { throw bad("invalid --checkpoint-every \(checkpointEvery): must be >= 0") }
+        guard keep >= 1 else { throw bad("invalid --keep \(keep): must be at least 1") }
         if let n = normalize {
-            guard n.count == 2, n[1] > 0 else { throw TrainingError("invalid --normalize: expected MEAN,STD with STD > 0") }
+            guard n.count == 2, n[0].isFinite, n[1].isFinite, n[1] > 0 else {
+                throw bad("invalid --normalize: expected MEAN,STD, finite numbers with STD > 0")
+            }
         }
         if (checkpointEvery > 0 || resume != nil) && checkpointDir == nil {
-            throw TrainingError("--checkpoint-every and --resume need --checkpoint-dir")
+            throw bad("--checkpoint-every and --resume need --checkpoint-dir")
+        }
+    }
+
+    /// The flags that decide the training trajectory, as (flag, value) with defaults resolved: a
+    /// resumed run must give the same values as the run that wrote the checkpoint.
+    public var trajectoryFlags: [(flag: String, value: String)] {
+        let o = try? optimizerConfig
+        return [
+            ("--dataset", dataset), ("--holdout", String(holdout)),
+            ("--normalize", normalize.map { $0.map { "\($0)" }.joined(separator: ",") } ?? "none"),
+            ("--loss", loss), ("--optimizer", optimizer.lowercased()),
+            ("--lr", o.map { "\($0.resolvedLearningRate)" } ?? "?"), ("--momentum", "\(momentum)"),
+            ("--nesterov", "\(nesterov)"), ("--weight-decay", o.map { "\($0.resolvedWeightDecay)" } ?? "?"),
+            ("--seed", String(seed)), ("--no-shuffle", "\(!shuffle)"), ("--drop-last", "\(dropLast)"),
+            ("--shard-data", "\(shardData)"),
+        ]
+    }
+
+    /// What differs between this command line and `saved` (a checkpoint's configuration), as
+    /// "--lr 0.5 (the checkpoint has 0.05)".
+    public func trajectoryDifferences(from saved: TrainConfig) -> [String] {
+        zip(trajectoryFlags, saved.trajectoryFlags).compactMap { mine, theirs in
+            mine.value == theirs.value ? nil : "\(mine.flag) \(mine.value) (the checkpoint has \(theirs.value))"
         }
     }
 }

@@ -50,6 +50,8 @@ public final class Trainer {
     public var epoch = 0
     public var batchInEpoch = 0
     public var bestAccuracy = -1.0
+    /// This run's identity (checkpoint names): new at a fresh start, the checkpoint's on resume.
+    public var runID = CheckpointFile.newRunID()
     public private(set) var lastEval: EvalResult?
 
     public var times = StepTimes()
@@ -75,21 +77,34 @@ public final class Trainer {
         self.config = config
         self.comm = comm
         console = Console(enabled: comm.isRoot && !config.quiet, interactive: comm.size == 1 && !MPICommunicator.launchedByMPI)
+        // Outputs first: a path that cannot be written fails now, not after hours of training.
+        try rootDecides(comm, what: "output paths") {
+            do {
+                if let path = config.savePath { try AtomicFile.checkWritable(path, flag: "--save") }
+                if let path = config.metricsPath { try AtomicFile.checkWritable(path, flag: "--metrics") }
+            } catch {
+                throw UsageError("\(error)")
+            }
+        }
         let kind = try config.datasetKind
+        try MemoryEstimate.syntheticData(kind).check(comm: comm, what: "--dataset \(kind)")
         splits = try DataSplits.load(kind: kind, dataDir: config.dataDir, holdout: config.holdout, seed: config.seed,
                                      normalize: config.normalize)
         spec = try config.modelSpec
         let lossKind = try config.lossKind
         loss = lossKind.make()
         let maxBatch = max(config.batchSize, config.evalBatch)
+        let optimizerConfig = try config.optimizerConfig
+        try MemoryEstimate.model(spec, inputCount: splits.train.sampleShape.count, classes: splits.train.classes, maxBatch: maxBatch,
+                                 stateBuffers: optimizerConfig.stateBufferCount)
+            .check(comm: comm, what: "--model \(spec) with --batch-size \(config.batchSize)")
         model = spec.build(inputShape: splits.train.sampleShape, classes: splits.train.classes, maxBatch: maxBatch,
                            seed: config.seed, logSoftmax: lossKind == .nll)
         sampler = Sampler(datasetCount: splits.train.count, perRankBatch: config.batchSize, rank: comm.rank, world: comm.size,
                           seed: config.seed, shuffle: config.shuffle, dropLast: config.dropLast, shardData: config.shardData)
         guard sampler.batchesPerEpoch > 0 else {
-            throw TrainingError("--drop-last with a global batch of \(sampler.globalBatch) leaves no batch from \(splits.train.count) samples")
+            throw UsageError("--drop-last with a global batch of \(sampler.globalBatch) leaves no batch from \(splits.train.count) samples")
         }
-        let optimizerConfig = try config.optimizerConfig
         reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
         optimizer = try optimizerConfig.make(parameterCount: model.store.count, allocate: reducer.allocateState)
         indices = .allocate(capacity: maxBatch)
@@ -106,11 +121,20 @@ public final class Trainer {
 
         // Identical start: rank 0's parameters (its own init, or the file only it reads) go to every rank.
         if let path = config.initWeights {
-            try rootDecides(comm, what: "init weights") { try Weights.load(model, from: path) }
+            try rootDecides(comm, what: "init weights") {
+                try Weights.load(model, from: path)
+                try requireFiniteParameters(what: path)
+            }
         }
         try broadcastParameters()
-        if comm.isRoot, let path = config.metricsPath {
-            metrics = try MetricsLog(path: path, append: config.resume != nil)
+    }
+
+    /// Opens the `--metrics` file (rank 0), once the start position is known: a fresh run starts
+    /// it empty; a resumed run keeps what it holds up to the resumed step, so each step appears once.
+    public func openMetrics(resumed: Bool) throws {
+        guard let path = config.metricsPath else { return }
+        try rootDecides(comm, what: "metrics file") {
+            metrics = try MetricsLog(path: path, keepingThrough: resumed ? step : nil)
         }
     }
 
@@ -203,7 +227,7 @@ public final class Trainer {
             let result = try evaluate()
             lastEval = result
             console.line(result.line(setName: splits.evalName))
-            metrics?.eval(epoch: epoch + 1, loss: result.loss, accuracy: result.accuracy)
+            metrics?.eval(step: step, epoch: epoch + 1, loss: result.loss, accuracy: result.accuracy)
             if batchInEpoch >= batches {
                 epoch += 1
                 batchInEpoch = 0
@@ -216,6 +240,7 @@ public final class Trainer {
             console.line(result.confusion.render(classNames: splits.eval.classNames))
         }
         if let path = config.savePath {
+            try requireFiniteState(for: "--save")
             try rootDecides(comm, what: "save weights") {
                 try Weights.save(model, spec: spec.description, to: path)
             }
@@ -265,6 +290,8 @@ public final class Trainer {
         try reducer.finish()
         try comm.wait(lossRequest)
         clock.lap(&times.allreduceWait)
+        // Every rank has the same sum, so every rank stops here, before the step touches the weights.
+        guard lossBuffer[0].isFinite else { throw diverged("the loss is \(lossBuffer[0].isNaN ? "NaN" : "infinite")") }
 
         try reducer.step(optimizer)
         if let s = perturbHook, s.rank == comm.rank, s.step == step { model.store.parameters[0] += 1e-3 }
@@ -273,6 +300,31 @@ public final class Trainer {
         clock.lap(&times.allreduceWait)
         times.steps += 1
         return (Double(lossBuffer[0]) / Double(global), global)
+    }
+
+    /// A divergence at the current step: says where and what to try.
+    func diverged(_ what: String) -> DivergedError {
+        DivergedError("training diverged at step \(step + 1) (epoch \(epoch + 1), batch \(batchInEpoch + 1)): \(what); "
+                      + "nothing non-finite was written (try a lower --lr, or check --normalize and the data)")
+    }
+
+    /// Throws `DivergedError` unless every parameter and optimizer value is finite. Called on every
+    /// rank before anything is written: the ranks hold identical values and agree.
+    public func requireFiniteState(for what: String) throws {
+        try requireFiniteParameters(what: "the model")
+        for (name, buffer) in optimizer.stateBuffers where !buffer.allFinite {
+            throw DivergedError("training diverged by step \(step): optimizer state '\(name)' holds a non-finite value; \(what) was not written")
+        }
+    }
+
+    private func requireFiniteParameters(what: String) throws {
+        guard model.store.parameters.allFinite else {
+            let name = model.store.entries.first { e in !(0..<e.count).allSatisfy { model.store.parameterPointer(e.offset)[$0].isFinite } }?.name ?? "?"
+            if what == "the model" {
+                throw DivergedError("training diverged by step \(step): parameter '\(name)' holds a non-finite value; nothing was written")
+            }
+            throw DataError("\(what): tensor '\(name)' holds a non-finite value")
+        }
     }
 
     /// Whether any rank asked to stop during the last step (known to all ranks at once).
@@ -344,15 +396,4 @@ public func installStopSignalHandlers() {
     signal(SIGINT) { _ in stopRequested = 1 }
     // A file-size limit turns into a failed write (reported) instead of killing the process.
     signal(SIGXFSZ, SIG_IGN)
-}
-
-/// Runs `body` on rank 0 only and tells every rank whether it failed, so that an error only rank 0
-/// can see (a bad file it alone reads) stops every rank with the same message instead of a hang.
-public func rootDecides(_ comm: Communicator, what: String, _ body: () throws -> Void) throws {
-    var message: [UInt8] = []
-    if comm.isRoot {
-        do { try body() } catch { message = Array("\(error)".utf8) }
-    }
-    if comm.size > 1 { try comm.broadcast(bytes: &message, root: 0, what: "broadcast(\(what) status)") }
-    if !message.isEmpty { throw TrainingError(String(decoding: message, as: UTF8.self)) }
 }

@@ -1,0 +1,86 @@
+import Comm
+import Data
+import Foundation
+import NN
+
+/// What a run will allocate, estimated before anything large is allocated, against the memory this
+/// machine has. A run that cannot fit is refused with one line instead of dying in an allocation.
+public struct MemoryEstimate {
+    /// (what, bytes) per rank.
+    public var items: [(String, Int)] = []
+
+    public init() {}
+
+    public var total: Int { items.reduce(0) { $0.addingReportingOverflow($1.1).overflow ? Int.max : $0 + $1.1 } }
+
+    public mutating func add(_ what: String, floats: Int) { add(what, bytes: floats.multipliedReportingOverflow(by: 4)) }
+    public mutating func add(_ what: String, bytes: (partialValue: Int, overflow: Bool)) {
+        items.append((what, bytes.overflow ? Int.max : bytes.partialValue))
+    }
+    public mutating func add(_ what: String, bytes: Int) { items.append((what, bytes)) }
+
+    /// The data of `--dataset synthetic:N` (train and test), before it is generated.
+    public static func syntheticData(_ kind: DatasetKind) -> MemoryEstimate {
+        var e = MemoryEstimate()
+        if case .synthetic(let n) = kind {
+            let sample = Synthetic.side * Synthetic.side + 4
+            e.add("data", bytes: (n + max(n / 5, 100)).multipliedReportingOverflow(by: sample))
+        }
+        return e
+    }
+
+    /// The model's parameters, gradients, optimizer state and activations.
+    public static func model(_ spec: ModelSpec, inputCount: Int, classes: Int, maxBatch: Int, stateBuffers: Int) -> MemoryEstimate {
+        var e = MemoryEstimate()
+        let params = spec.parameterCount(inputCount: inputCount, classes: classes)
+        e.add("parameters and gradients", floats: params.multipliedReportingOverflow(by: 2).partialValue)
+        e.add("optimizer state", floats: params.multipliedReportingOverflow(by: stateBuffers).partialValue)
+        e.add("activations", floats: spec.activationCount(inputCount: inputCount, classes: classes, maxBatch: maxBatch))
+        return e
+    }
+
+    /// Bytes this process may still allocate: MemAvailable plus free swap, or the cgroup's limit
+    /// less its usage when that is smaller. `DDP_TEST_MEMORY_BYTES` overrides it (tests).
+    public static func availableBytes() -> Int {
+        if let v = ProcessInfo.processInfo.environment["DDP_TEST_MEMORY_BYTES"], let n = Int(v) { return n }
+        var available = Int.max
+        if let info = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) {
+            var fields: [String: Int] = [:]
+            for line in info.split(separator: "\n") {
+                let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+                if parts.count >= 2, let kb = Int(parts[1]) { fields[String(parts[0].dropLast())] = kb * 1024 }
+            }
+            if let a = fields["MemAvailable"] { available = a + (fields["SwapFree"] ?? 0) }
+        }
+        if let max = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8),
+           let limit = Int(max.trimmingCharacters(in: .whitespacesAndNewlines)),
+           let used = (try? String(contentsOfFile: "/sys/fs/cgroup/memory.current", encoding: .utf8))
+               .flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+            available = min(available, limit - used)
+        }
+        return available
+    }
+
+    /// Refuses (on every rank alike) when the ranks on some machine would need more than it has.
+    public func check(comm: Communicator, what: String) throws {
+        let need = total
+        let perNode = need.multipliedReportingOverflow(by: comm.localSize)
+        let nodeNeed = perNode.overflow ? Int.max : perNode.partialValue
+        let short = UInt64(nodeNeed > MemoryEstimate.availableBytes() ? 1 : 0)
+        let verdicts = comm.size > 1 ? try comm.allgather(short, what: "allgather(memory check)") : [short]
+        guard verdicts.contains(1) else { return }
+        let available = MemoryEstimate.availableBytes()
+        let detail = items.filter { $0.1 > 0 }.map { "\($0.0) \(MemoryEstimate.format($0.1))" }.joined(separator: ", ")
+        throw UsageError("\(what) needs about \(MemoryEstimate.format(need)) per rank (\(detail))"
+            + (comm.localSize > 1 ? " x \(comm.localSize) ranks on this machine" : "")
+            + ", more than the \(MemoryEstimate.format(max(available, 0))) available; use a smaller model, dataset or batch")
+    }
+
+    public static func format(_ bytes: Int) -> String {
+        if bytes == Int.max { return "more than 9 EB" }
+        let units = ["B", "KB", "MB", "GB", "TB", "PB", "EB"]
+        var v = Double(bytes), u = 0
+        while v >= 1000 && u < units.count - 1 { v /= 1000; u += 1 }
+        return u == 0 ? "\(bytes) B" : String(format: "%.1f %@", v, units[u])
+    }
+}
