@@ -210,18 +210,14 @@ struct Train: ParsableCommand {
         let comm = try makeCommunicator(stallTimeout: c.stallTimeout)
         let blas = BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: comm.localSize)
         installStopSignalHandlers()
+        // The checkpoint folder is locked (and checked writable) before anything else is done.
+        let checkpointer = try c.checkpointDir.map { try Checkpointer(directory: $0, every: c.checkpointEvery, keep: c.keep, comm: comm) }
         let trainer = try Trainer(config: c, comm: comm)
-        var checkpointer: Checkpointer?
-        if let dir = c.checkpointDir {
-            let cp = try Checkpointer(directory: dir, every: c.checkpointEvery, keep: c.keep, comm: comm)
-            trainer.afterStep = { try cp.afterStep($0, evaluated: $1) }
-            checkpointer = cp
-        }
+        if let checkpointer { trainer.afterStep = { try checkpointer.afterStep($0, evaluated: $1) } }
         var resumed: String?
         if let choice = c.resume, let cp = checkpointer {
             resumed = try cp.resume(choice, into: trainer)
         }
-        try trainer.openMetrics(resumed: resumed != nil)
         trainer.printHeader(extra: [blas])
         if c.resume != nil {
             trainer.console.line(resumed.map { "Resumed from \($0) at step \(trainer.step) (epoch \(trainer.epoch + 1), batch \(trainer.batchInEpoch))" }

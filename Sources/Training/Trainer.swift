@@ -110,8 +110,7 @@ public final class Trainer {
         indices = .allocate(capacity: maxBatch)
         labels = .allocate(capacity: maxBatch)
         stallHook = Trainer.testHook("DDP_TEST_STALL")
-        // A resumed run is not killed again, so a supervisor's restart can finish.
-        killHook = config.resume == nil ? Trainer.testHook("DDP_TEST_KILL") : nil
+        killHook = Trainer.killHookArmed(resumed: config.resume != nil) ? Trainer.testHook("DDP_TEST_KILL") : nil
         perturbHook = Trainer.testHook("DDP_TEST_PERTURB")
         if let dir = ProcessInfo.processInfo.environment["DDP_TEST_TRACE_SAMPLES"] {
             let path = dir + "/rank-\(comm.rank).txt"
@@ -129,12 +128,12 @@ public final class Trainer {
         try broadcastParameters()
     }
 
-    /// Opens the `--metrics` file (rank 0), once the start position is known: a fresh run starts
-    /// it empty; a resumed run keeps what it holds up to the resumed step, so each step appears once.
-    public func openMetrics(resumed: Bool) throws {
-        guard let path = config.metricsPath else { return }
+    /// Opens the `--metrics` file (rank 0) where training starts: a fresh run starts it empty; a run
+    /// restored at step S keeps what it holds up to step S, so each step appears once.
+    func openMetrics() throws {
+        guard let path = config.metricsPath, metrics == nil else { return }
         try rootDecides(comm, what: "metrics file") {
-            metrics = try MetricsLog(path: path, keepingThrough: resumed ? step : nil)
+            metrics = try MetricsLog(path: path, keepingThrough: step > 0 ? step : nil)
         }
     }
 
@@ -180,6 +179,7 @@ public final class Trainer {
     /// Trains for `--epochs` (or `--max-steps`), evaluating after each epoch. Returns the last evaluation.
     @discardableResult
     public func run() throws -> EvalResult? {
+        try openMetrics()
         let batches = sampler.batchesPerEpoch
         var stop = config.maxSteps.map { step >= $0 } ?? false
         while epoch < config.epochs && !stop {
@@ -360,7 +360,9 @@ public final class Trainer {
 
     // MARK: - Test hooks (fault injection for the integration tests)
     // DDP_TEST_STALL=R:S   rank R sleeps forever before step S's all-reduce (the watchdog must fire)
-    // DDP_TEST_KILL=R:S    rank R sends itself SIGKILL at step S
+    // DDP_TEST_KILL=R:S    rank R sends itself SIGKILL at step S; not in a resumed run (so a
+    //                      supervisor's restart can finish), or with DDP_TEST_KILL_MARK=FILE only
+    //                      while FILE does not exist (the kill creates it): once per job, resumed or not
     // DDP_TEST_PERTURB=R:S rank R nudges one parameter after step S (--check-sync must notice; with
     //                      --allreduce mpi, as the shared copy of one machine cannot diverge)
     // DDP_TEST_TRACE_SAMPLES=DIR  each rank writes "epoch index" per sample it trains on
@@ -381,7 +383,13 @@ public final class Trainer {
         while true { sleep(1000) }
     }
 
+    private static func killHookArmed(resumed: Bool) -> Bool {
+        guard let mark = ProcessInfo.processInfo.environment["DDP_TEST_KILL_MARK"] else { return !resumed }
+        return !FileManager.default.fileExists(atPath: mark)
+    }
+
     private func testKill() {
+        if let mark = ProcessInfo.processInfo.environment["DDP_TEST_KILL_MARK"] { FileManager.default.createFile(atPath: mark, contents: nil) }
         warn("test hook: rank \(comm.rank) kills itself (SIGKILL) at step \(step)")
         Glibc.kill(getpid(), SIGKILL)
     }

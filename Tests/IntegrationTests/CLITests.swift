@@ -5,28 +5,6 @@ import XCTest
 /// The command line as a user meets it: bad input, saved weights read by Python, evaluate, predict
 /// and download.
 final class CLITests: XCTestCase {
-    /// One line on stderr, exit status 1 or 2, no crash.
-    func assertCleanFailure(_ args: [String], mentions text: String, np: Int? = nil, file: StaticString = #filePath, line: UInt = #line) {
-        let r = Harness.run(args, np: np, timeout: 60)
-        XCTAssertTrue(r.status == 1 || r.status == 2 || (np != nil && r.status != 0), "status \(r.status) for \(args)", file: file, line: line)
-        let ours = r.stderrLines.filter { $0.hasPrefix("ddp-train") }
-        XCTAssertEqual(ours.count, 1, "one line for \(args): \(r.stderr)", file: file, line: line)
-        XCTAssertTrue(r.stderr.contains(text), "'\(r.stderr)' should mention '\(text)'", file: file, line: line)
-        if np == nil { XCTAssertEqual(r.stderrLines.count, 1, "nothing else on stderr: \(r.stderr)", file: file, line: line) }
-        for bad in ["Fatal error", "Stack dump", "Segmentation", "Illegal instruction"] {
-            XCTAssertFalse(r.stderr.contains(bad), "crash for \(args): \(r.stderr)", file: file, line: line)
-        }
-    }
-
-    func fixtureFolder(_ edit: (String) throws -> Void) rethrows -> String {
-        let dir = temporaryDirectory()
-        for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
-            try! FileManager.default.copyItem(atPath: Harness.mnist + "/" + f, toPath: dir + "/" + f)
-        }
-        try edit(dir)
-        return dir
-    }
-
     func testBadInputGivesOneClearLine() throws {
         assertCleanFailure(["--data-dir", "/nonexistent/mnist"], mentions: "does not exist")
         let truncated = try fixtureFolder { dir in

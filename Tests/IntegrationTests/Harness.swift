@@ -33,10 +33,10 @@ enum Harness {
     /// A run that outlives `timeout` is killed and reported with status 137.
     /// With `terminateAfter`, the launched process (ddp-train or mpirun) gets SIGTERM after that many seconds.
     static func run(_ args: [String], np: Int? = nil, mpiArgs: [String] = [], env: [String: String] = [:], timeout: Int = 300,
-                    terminateAfter: Double? = nil) -> Result {
+                    terminateAfter: Double? = nil, signal: Int32 = SIGTERM) -> Result {
         var argv: [String] = []
         if let np { argv += ["mpirun", "-np", String(np), "--oversubscribe"] + mpiArgs }
-        return runCommand(argv + [binary] + args, env: env, timeout: timeout, terminateAfter: terminateAfter)
+        return runCommand(argv + [binary] + args, env: env, timeout: timeout, terminateAfter: terminateAfter, signal: signal)
     }
 
     /// The binary under `bash -c script` (for ulimit and the like): the script runs "$0" "$@".
@@ -44,7 +44,9 @@ enum Harness {
         runCommand(["/bin/bash", "-c", script, binary] + args, env: env)
     }
 
-    static func runCommand(_ command: [String], env: [String: String] = [:], timeout: Int = 300, terminateAfter: Double? = nil) -> Result {
+    /// With `terminateAfter`, the process gets `signal` after that many seconds.
+    static func runCommand(_ command: [String], env: [String: String] = [:], timeout: Int = 300, terminateAfter: Double? = nil,
+                           signal: Int32 = SIGTERM) -> Result {
         let process = Process()
         if terminateAfter != nil {
             process.executableURL = URL(fileURLWithPath: command[0].contains("/") ? command[0] : "/usr/bin/" + command[0])
@@ -69,7 +71,7 @@ enum Harness {
         do { try process.run() } catch { return Result(status: -1, stdout: "", stderr: "\(error)", seconds: 0) }
         if let t = terminateAfter {
             Thread.sleep(forTimeInterval: t)
-            process.terminate()
+            kill(process.processIdentifier, signal)
         }
         process.waitUntilExit()
         let out = (try? String(contentsOfFile: outFile, encoding: .utf8)) ?? ""
@@ -92,6 +94,18 @@ enum Harness {
         return m
     }
 
+    /// The checkpoint of `step` in `dir` (`ckpt-STEP-RUN.ckpt`, whatever the run), or a path that does not exist.
+    static func checkpoint(_ dir: String, step: Int) -> String {
+        let prefix = String(format: "ckpt-%08d-", step)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return dir + "/" + (names.sorted().first { $0.hasPrefix(prefix) && $0.hasSuffix(".ckpt") } ?? prefix + "missing.ckpt")
+    }
+
+    /// Checkpoint file names in `dir`, sorted.
+    static func checkpoints(_ dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".ckpt") }.sorted()
+    }
+
     /// "Test set: Average loss: 0.1294, Accuracy: 1922/2000 (96.1%)" -> 0.961 (the last such line)
     static func accuracy(_ stdout: String) -> Double? {
         guard let line = stdout.split(separator: "\n").last(where: { $0.contains("Accuracy: ") }),
@@ -105,4 +119,39 @@ func temporaryDirectory() -> String {
     let dir = NSTemporaryDirectory() + "ddp-it-\(UUID().uuidString)"
     try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
+}
+
+extension XCTestCase {
+    /// One line on stderr, the given exit status (else 1 or 2), no crash.
+    func assertCleanFailure(_ args: [String], mentions text: String, status expected: Int32? = nil, np: Int? = nil, env: [String: String] = [:],
+                            file: StaticString = #filePath, line: UInt = #line) {
+        let r = Harness.run(args, np: np, env: env, timeout: 120)
+        assertCleanFailure(r, args: args, mentions: text, status: expected, np: np, file: file, line: line)
+    }
+
+    func assertCleanFailure(_ r: Harness.Result, args: [String], mentions text: String, status expected: Int32? = nil, np: Int? = nil,
+                            file: StaticString = #filePath, line: UInt = #line) {
+        if let expected {
+            XCTAssertEqual(r.status, expected, "status for \(args): \(r.stderr)", file: file, line: line)
+        } else {
+            XCTAssertTrue(r.status == 1 || r.status == 2 || (np != nil && r.status != 0), "status \(r.status) for \(args)", file: file, line: line)
+        }
+        let ours = r.stderrLines.filter { $0.hasPrefix("ddp-train") }
+        XCTAssertEqual(ours.count, 1, "one line for \(args): \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(text), "'\(r.stderr)' should mention '\(text)'", file: file, line: line)
+        if np == nil { XCTAssertEqual(r.stderrLines.count, 1, "nothing else on stderr: \(r.stderr)", file: file, line: line) }
+        for bad in ["Fatal error", "Stack dump", "Segmentation", "Illegal instruction", "double-linked", "on signal", "Aborted"] {
+            XCTAssertFalse(r.stderr.contains(bad), "crash for \(args): \(r.stderr)", file: file, line: line)
+        }
+    }
+
+    /// A copy of the MNIST test folder in which `edit` changes files.
+    func fixtureFolder(_ edit: (String) throws -> Void) rethrows -> String {
+        let dir = temporaryDirectory()
+        for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+            try! FileManager.default.copyItem(atPath: Harness.mnist + "/" + f, toPath: dir + "/" + f)
+        }
+        try edit(dir)
+        return dir
+    }
 }

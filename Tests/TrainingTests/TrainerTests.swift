@@ -62,7 +62,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(Set(first.keys), ["step", "epoch", "loss", "lr", "samples_per_s"])
         XCTAssertEqual(first["step"] as? Int, 1)
         let eval = try JSONSerialization.jsonObject(with: Data(lines[4].utf8)) as! [String: Any]
-        XCTAssertEqual(Set(eval.keys), ["epoch", "val_loss", "val_accuracy"])
+        XCTAssertEqual(Set(eval.keys), ["step", "epoch", "val_loss", "val_accuracy"])
         let acc = try XCTUnwrap(eval["val_accuracy"] as? Double)
         XCTAssert(acc >= 0 && acc <= 1)
     }
