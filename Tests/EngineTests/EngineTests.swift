@@ -48,4 +48,20 @@ final class EngineTests: XCTestCase {
         store.parameters[b] = 1
         XCTAssertNotEqual(before, store.checksum())
     }
+
+    func testAllFinite() {
+        for n in [0, 1, 15, 16, 17, 100] {
+            let b = FloatBuffer(count: n)
+            for i in 0..<n { b[i] = Float(i) * 1e30 }
+            XCTAssertTrue(b.allFinite, "\(n)")
+            for bad in [Float.nan, .infinity, -.infinity] where n > 0 {
+                for i in Set([0, n / 2, n - 1]) {
+                    let saved = b[i]
+                    b[i] = bad
+                    XCTAssertFalse(b.allFinite, "\(bad) at \(i) of \(n)")
+                    b[i] = saved
+                }
+            }
+        }
+    }
 }

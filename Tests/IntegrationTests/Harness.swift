@@ -94,11 +94,14 @@ enum Harness {
         return m
     }
 
-    /// The checkpoint of `step` in `dir` (`ckpt-STEP-RUN.ckpt`, whatever the run), or a path that does not exist.
+    /// The checkpoint of `step` in `dir` (`ckpt-STEP-RUN.ckpt`, whatever the run, or the older
+    /// `ckpt-STEP.ckpt`), or a path that does not exist.
     static func checkpoint(_ dir: String, step: Int) -> String {
-        let prefix = String(format: "ckpt-%08d-", step)
+        let prefix = String(format: "ckpt-%08d", step)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return dir + "/" + (names.sorted().first { $0.hasPrefix(prefix) && $0.hasSuffix(".ckpt") } ?? prefix + "missing.ckpt")
+        let name = names.sorted().first { $0.hasPrefix(prefix + "-") && $0.hasSuffix(".ckpt") }
+            ?? names.first { $0 == prefix + ".ckpt" }
+        return dir + "/" + (name ?? prefix + "-missing.ckpt")
     }
 
     /// Checkpoint file names in `dir`, sorted.
