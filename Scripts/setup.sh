@@ -30,6 +30,10 @@ if ! grep -qs '^rmaps_base_oversubscribe' "$HOME/.openmpi/mca-params.conf"; then
   echo "rmaps_base_oversubscribe = 1" >> "$HOME/.openmpi/mca-params.conf"
   log "allowed oversubscription in ~/.openmpi/mca-params.conf"
 fi
+# odls_base_sigkill_timeout (T) stays at Open MPI's 1 s: on SIGTERM or SIGINT mpirun sends the ranks
+# SIGTERM only after T and SIGKILL after 2T, but it also sleeps 2T after every failed run (a typo under
+# mpirun would take 2T to report). Clean stops go by SIGUSR1 instead, which mpirun forwards at once
+# (Scripts/ddp-run does this); README "Signals" says when to raise T.
 
 if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -2,6 +2,8 @@
 # Installs what is missing, builds, and runs every test: unit tests in-process (local
 # communicator) and the MPI integration tests, which drive the release binary under mpirun.
 # The tests are XCTest; the Swift Testing runner is off so the run ends with XCTest's summary.
+# Before them, a short fuzzing run of the file readers (Scripts/fuzz.sh, DDP_FUZZ_SECONDS each,
+# default 20; 0 skips it).
 # Environment: DDP_DATA_DIR (default ../shared/data/mnist-10k beside the repository).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -16,5 +18,11 @@ if ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
   python3 -m pip install -q safetensors numpy
 fi
 export DDP_REQUIRE_PYTHON=1 DDP_TRAIN_BIN="$DDP_BIN"
+
+fuzz_seconds="${DDP_FUZZ_SECONDS:-20}"
+if [ "$fuzz_seconds" -gt 0 ]; then
+  echo "[test] fuzzing the IDX, safetensors and checkpoint readers for ${fuzz_seconds}s each" >&2
+  bash Scripts/fuzz.sh "$fuzz_seconds"
+fi
 
 swift test --disable-swift-testing 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\]' || true; }

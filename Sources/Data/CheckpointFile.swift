@@ -109,6 +109,12 @@ public enum CheckpointFile {
 
     /// Checks magic, version, length and checksum; returns the safetensors body.
     public static func verify(_ bytes: [UInt8], name: String) throws -> [UInt8] {
+        try check(bytes, name: name)
+        return Array(bytes[headerSize...])
+    }
+
+    /// Checks magic, version, length and checksum without copying the body.
+    public static func check(_ bytes: [UInt8], name: String) throws {
         guard bytes.count >= headerSize else {
             throw DataError("\(name): truncated checkpoint (\(bytes.count) bytes, the header alone is \(headerSize))")
         }
@@ -120,27 +126,37 @@ public enum CheckpointFile {
         guard length == UInt64(bytes.count - headerSize) else {
             throw DataError("\(name): truncated checkpoint (\(bytes.count - headerSize) of \(length) bytes)")
         }
-        let body = Array(bytes[headerSize...])
-        let crc = body.withUnsafeBytes { crc32Checksum($0) }
+        let crc = bytes.withUnsafeBytes { crc32Checksum(UnsafeRawBufferPointer(rebasing: $0[headerSize...])) }
         guard crc == readLE32(bytes, 12) else { throw DataError("\(name): corrupted checkpoint (checksum mismatch)") }
-        return body
     }
 
-    /// The file's bytes around a safetensors body.
-    public static func frame(_ body: [UInt8]) -> [UInt8] {
+    /// The 24 bytes that precede a safetensors body in the file.
+    public static func header(for body: [UInt8]) -> [UInt8] {
         var out = magic
         func le32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
         le32(version)
         le32(body.withUnsafeBytes { crc32Checksum($0) })
         withUnsafeBytes(of: UInt64(body.count).littleEndian) { out += $0 }
-        return out + body
+        return out
+    }
+
+    /// The file's bytes around a safetensors body.
+    public static func frame(_ body: [UInt8]) -> [UInt8] { header(for: body) + body }
+
+    /// Writes a checkpoint file atomically: header, then body, with no copy of the body.
+    public static func write(body: [UInt8], to path: String) throws {
+        let head = header(for: body)
+        try AtomicFile.write(to: path) { fd in
+            try head.withUnsafeBytes { try AtomicFile.writeAll(fd, $0, path: path) }
+            try body.withUnsafeBytes { try AtomicFile.writeAll(fd, $0, path: path) }
+        }
     }
 
     /// Reads a checkpoint file and checks its header and CRC; returns the file's bytes.
     public static func read(path: String) throws -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else { throw DataError("\(path): cannot read checkpoint") }
         let bytes = [UInt8](data)
-        _ = try verify(bytes, name: path)
+        try check(bytes, name: path)
         return bytes
     }
 

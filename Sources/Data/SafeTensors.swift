@@ -96,7 +96,9 @@ public enum SafeTensors {
             tensors[key] = Tensor(shape: shape, values: values)
             spans.append((begin, end, key))
         }
-        spans.sort { $0.begin < $1.begin }
+        // By (begin, end): a zero-size tensor may share its offset with the next one (it sorts first),
+        // and the name makes `order` the same in every process (dictionary order is not).
+        spans.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
         var expected = 0
         for s in spans {
             guard s.begin == expected else { throw bad("tensor '\(s.name)' overlaps or leaves a gap in the data") }

@@ -26,9 +26,10 @@ public enum Checkpoint {
 
     enum Key: String, CodingKey { case config }
 
-    /// The checkpoint's bytes. Refuses (`DivergedError`) when a parameter or optimizer value is not
-    /// finite: a diverged state is never written.
-    public static func encode(trainer: Trainer) throws -> [UInt8] {
+    /// The checkpoint's safetensors body (`CheckpointFile.write` frames it). Refuses
+    /// (`DivergedError`) when a parameter or optimizer value is not finite: a diverged state is never
+    /// written.
+    public static func encodeBody(trainer: Trainer) throws -> [UInt8] {
         let position = CheckpointFile.Position(
             step: trainer.step, epoch: trainer.epoch, batchInEpoch: trainer.batchInEpoch, seed: trainer.config.seed,
             globalBatch: trainer.sampler.globalBatch, trainCount: trainer.splits.train.count, bestAccuracy: trainer.bestAccuracy,
@@ -40,9 +41,8 @@ public enum Checkpoint {
         for (name, buffer) in trainer.optimizer.stateBuffers {
             sources.append(.init(name: "optimizer.\(name)", shape: [buffer.count], pointer: buffer.pointer))
         }
-        let body = SafeTensors.encode(sources, metadata: ["format": "pt", CheckpointFile.stateKey: json,
-                                                          "ddp_train.model": trainer.spec.description])
-        return CheckpointFile.frame(body)
+        return SafeTensors.encode(sources, metadata: ["format": "pt", CheckpointFile.stateKey: json,
+                                                      "ddp_train.model": trainer.spec.description])
     }
 
     /// Puts a checkpoint file's bytes into the trainer: weights, optimizer state, position. Every

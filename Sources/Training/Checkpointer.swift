@@ -130,7 +130,7 @@ public final class Checkpointer {
         guard comm.isRoot else { return }
         let path = directory + "/" + CheckpointFile.fileName(step: trainer.step, runID: trainer.runID)
         let ok = report {
-            try AtomicFile.write(Checkpoint.encode(trainer: trainer), to: path)
+            try CheckpointFile.write(body: Checkpoint.encodeBody(trainer: trainer), to: path)
             _ = try CheckpointFile.read(path: path)
         }
         guard ok else { return }

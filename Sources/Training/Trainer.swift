@@ -215,7 +215,7 @@ public final class Trainer {
                 if stopAgreed {
                     stoppedBySignal = true
                     console.clearBar()
-                    console.line("Stop requested (SIGTERM/SIGINT): stopping after step \(step)")
+                    console.line("Stop requested (SIGTERM/SIGINT/SIGUSR1): stopping after step \(step)")
                     return lastEval
                 }
                 if batchInEpoch < batches { try afterStep?(self, false) }
@@ -395,13 +395,15 @@ public final class Trainer {
     }
 }
 
-/// Set from the SIGTERM/SIGINT handler; read once per step and agreed on by all ranks.
+/// Set from the stop signals' handler; read once per step and agreed on by all ranks.
 nonisolated(unsafe) public var stopRequested: Int32 = 0
 
-/// Asks training to stop at the next step boundary on SIGTERM or SIGINT (Slurm preemption, Ctrl-C).
+/// Asks training to stop at the next step boundary, write a checkpoint and exit 75 on SIGTERM or
+/// SIGINT (Slurm preemption, Ctrl-C in local mode) and on SIGUSR1. SIGUSR1 is the one mpirun passes on
+/// to every rank at once: on SIGTERM or SIGINT mpirun itself sends the ranks SIGTERM only after
+/// `odls_base_sigkill_timeout` seconds and SIGKILL after as many again (README, "Signals").
 public func installStopSignalHandlers() {
-    signal(SIGTERM) { _ in stopRequested = 1 }
-    signal(SIGINT) { _ in stopRequested = 1 }
+    for s in [SIGTERM, SIGINT, SIGUSR1] { signal(s) { _ in stopRequested = 1 } }
     // A file-size limit turns into a failed write (reported) instead of killing the process.
     signal(SIGXFSZ, SIG_IGN)
 }

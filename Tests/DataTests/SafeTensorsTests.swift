@@ -52,4 +52,20 @@ final class SafeTensorsTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("truncated?"), "\($0)")
         }
     }
+
+    /// Fuzz finding (Fuzz/findings/safetensors-empty-tensor-offset-tie): zero-size tensors at the
+    /// offset of a non-empty one were accepted or refused by the per-process dictionary order.
+    func testZeroSizeTensorsSharingAnOffsetDecode() throws {
+        let one: [Float] = [7]
+        for variant in 0..<10 {
+            let empties = (0..<8).map { "e\(variant)_\($0)" }
+            let bytes = one.withUnsafeBufferPointer { p in
+                SafeTensors.encode(empties.map { .init(name: $0, shape: [0, 4], pointer: p.baseAddress!) }
+                                   + [.init(name: "scalar\(variant)", shape: [], pointer: p.baseAddress!)])
+            }
+            let file = try SafeTensors.decode(bytes, name: "variant \(variant)")
+            XCTAssertEqual(file.tensors["scalar\(variant)"]?.values, [7])
+            XCTAssertEqual(file.order, empties.sorted() + ["scalar\(variant)"], "order is by offset, then name")
+        }
+    }
 }

@@ -180,20 +180,35 @@ final class HardeningTests: XCTestCase {
 
     // MARK: 5. The stop checkpoint of a large model when mpirun gets the signal
 
+    /// 20 M parameters with Adam: a 240 MB checkpoint. Each documented way to stop an mpirun job
+    /// leaves the stop checkpoint whole: SIGUSR1 to mpirun (forwarded at once), SIGTERM to
+    /// `Scripts/ddp-run` (which sends SIGUSR1), and Ctrl-C (SIGINT) to an mpirun started with a
+    /// raised `odls_base_sigkill_timeout`.
     func testStopCheckpointOfALargeModelSurvivesMpirunsSignal() throws {
         let dir = temporaryDirectory()
-        for (i, signal) in [SIGTERM, SIGINT].enumerated() {
-            let ck = dir + "/ck\(i)"
-            // 20 M parameters with Adam: a 240 MB checkpoint.
-            let args = ["--dataset", "synthetic:4000", "--model", "mlp:4096,4096", "--optimizer", "adam", "--epochs", "50",
-                        "--log-every", "0", "--checkpoint-dir", ck]
-            let r = Harness.run(args, np: 2, terminateAfter: 12, signal: signal)
-            let stopLine = try XCTUnwrap(r.stdout.split(separator: "\n").first { $0.hasPrefix("Stopped by signal at step") }, r.stdout + r.stderr)
-            let step = try XCTUnwrap(Int(stopLine.split(separator: " ")[5].dropLast()))
-            XCTAssertNoThrow(try CheckpointFile.read(path: Harness.checkpoint(ck, step: step)), "the stop checkpoint: \(r.stdout)\n\(r.stderr)")
-            let names = try FileManager.default.contentsOfDirectory(atPath: ck)
-            XCTAssertFalse(names.contains { $0.contains(".tmp.") }, "no temporary file: \(names)")
+        func args(_ ck: String) -> [String] {
+            ["--dataset", "synthetic:4000", "--model", "mlp:4096,4096", "--optimizer", "adam", "--epochs", "50",
+             "--log-every", "0", "--checkpoint-dir", ck]
         }
+        func check(_ r: Harness.Result, _ ck: String, status: Int32, _ what: String, file: StaticString = #filePath, line: UInt = #line) throws {
+            XCTAssertEqual(r.status, status, "\(what): \(r.stderr)", file: file, line: line)
+            let stopLine = try XCTUnwrap(r.stdout.split(separator: "\n").first { $0.hasPrefix("Stopped by signal at step") },
+                                         "\(what): \(r.stdout)\n\(r.stderr)", file: file, line: line)
+            let step = try XCTUnwrap(Int(stopLine.split(separator: " ")[5].dropLast()))
+            XCTAssertNoThrow(try CheckpointFile.read(path: Harness.checkpoint(ck, step: step)), "\(what): the stop checkpoint", file: file, line: line)
+            let names = try FileManager.default.contentsOfDirectory(atPath: ck)
+            XCTAssertFalse(names.contains { $0.contains(".tmp.") }, "\(what): no temporary file: \(names)", file: file, line: line)
+        }
+        let usr1 = Harness.run(args(dir + "/usr1"), np: 2, terminateAfter: 12, signal: SIGUSR1)
+        try check(usr1, dir + "/usr1", status: 75, "SIGUSR1 to mpirun")
+
+        let supervised = Harness.runCommand([Harness.packageRoot + "/Scripts/ddp-run", "--", "mpirun", "-np", "2", "--oversubscribe",
+                                             Harness.binary] + args(dir + "/run"), terminateAfter: 12)
+        try check(supervised, dir + "/run", status: 75, "SIGTERM to ddp-run")
+
+        let ctrlC = Harness.run(args(dir + "/int"), np: 2, mpiArgs: ["--mca", "odls_base_sigkill_timeout", "20"], terminateAfter: 12,
+                                signal: SIGINT)
+        try check(ctrlC, dir + "/int", status: 1, "SIGINT to mpirun with a 20 s kill timeout (mpirun exits 1 when signalled)")
     }
 
     // MARK: 6, 13. Usage errors exit 2, with the right words
