@@ -96,8 +96,9 @@ public final class MPICommunicator: Communicator {
         let line = "ddp-train: watchdog: rank \(rank) waited \(Int(waited)) s (--stall-timeout \(stallTimeout)) in collective '\(what)' at step \(currentStep); another rank is stalled or dead; aborting the job\n"
         fputs(line, stderr)
         fflush(stderr)
-        MPI_Abort(comm, 3)
-        _exit(3)
+        // Status 1, a runtime failure that a restart from the last checkpoint can fix (README, "Exit status").
+        MPI_Abort(comm, 1)
+        _exit(1)
     }
 
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, what: String) throws {

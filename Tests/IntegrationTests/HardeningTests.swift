@@ -109,20 +109,21 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(first.map { bytes(ck + "/" + $0) }, firstBytes, "the other run's checkpoints are untouched")
         XCTAssertEqual(both.filter { !first.contains($0) }.map { String($0.prefix(13)) }, ["ckpt-00000008", "ckpt-00000012"])
 
-        // --keep 1 and a corrupt newest: the resume falls back, and its new checkpoints are kept.
+        // --keep 1 and a corrupt newest: the resume falls back to an older one, and what it writes is
+        // kept (it used to be deleted at once, as the corrupt file sorted newer by name).
         let ck2 = dir + "/ck2"
-        ok(Harness.run(small + ["--max-steps", "20", "--checkpoint-dir", ck2, "--checkpoint-every", "10"]))
-        let newest = Harness.checkpoint(ck2, step: 20)
+        ok(Harness.run(small + ["--epochs", "3", "--max-steps", "40", "--checkpoint-dir", ck2, "--checkpoint-every", "10"]))
+        let newest = Harness.checkpoint(ck2, step: 40)
         var damaged = try XCTUnwrap(bytes(newest))
         damaged[damaged.count / 2] ^= 0x10
         try damaged.write(to: URL(fileURLWithPath: newest))
-        let r = Harness.run(small + ["--epochs", "3", "--max-steps", "35", "--checkpoint-dir", ck2, "--checkpoint-every", "10", "--keep", "1", "--resume"])
+        let r = Harness.run(small + ["--epochs", "3", "--max-steps", "36", "--checkpoint-dir", ck2, "--keep", "1", "--resume"])
         ok(r)
-        XCTAssertTrue(r.stdout.contains("at step 10"), r.stdout)
-        XCTAssertEqual(Harness.checkpoints(ck2).map { String($0.prefix(13)) }, ["ckpt-00000035"])
-        let again = Harness.run(small + ["--epochs", "3", "--max-steps", "40", "--checkpoint-dir", ck2, "--checkpoint-every", "10", "--keep", "1", "--resume"])
+        XCTAssertTrue(r.stdout.contains("at step 32"), r.stdout)
+        XCTAssertEqual(Harness.checkpoints(ck2).map { String($0.prefix(13)) }, ["ckpt-00000036"], "the new checkpoint stays, the corrupt one goes")
+        let again = Harness.run(small + ["--epochs", "3", "--max-steps", "40", "--checkpoint-dir", ck2, "--keep", "1", "--resume"])
         ok(again)
-        XCTAssertTrue(again.stdout.contains("at step 35"), again.stdout)
+        XCTAssertTrue(again.stdout.contains("at step 36"), again.stdout)
     }
 
     /// `ddp-run ... --resume PATH`: the job prunes PATH after newer checkpoints, then dies; the
