@@ -56,6 +56,18 @@ public enum AtomicFile {
         return !pid.isEmpty && pid.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
+    /// Removes `.NAME.tmp.PID` files of `path` whose writer (PID) is no longer alive: what a writer
+    /// killed mid-write leaves.
+    public static func removeStaleTemporaryFiles(of path: String) {
+        let ns = path as NSString
+        let dir = ns.deletingLastPathComponent.isEmpty ? "." : ns.deletingLastPathComponent
+        let prefix = ".\(ns.lastPathComponent).tmp."
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(prefix) && isTemporaryName(name) {
+            guard let pid = Int32(name.dropFirst(prefix.count)), kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            unlink((dir as NSString).appendingPathComponent(name))
+        }
+    }
+
     /// Checks, before hours of work, that `path` can be written as `write` would: its folder exists
     /// and takes a new file, and `path` is not a folder. Throws one line naming the problem.
     public static func checkWritable(_ path: String, flag: String) throws {
@@ -67,6 +79,7 @@ public enum AtomicFile {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
             throw DataError("cannot write \(flag) \(path): it is a folder")
         }
+        removeStaleTemporaryFiles(of: path)
         let probe = (dir as NSString).appendingPathComponent(temporaryName(for: (path as NSString).lastPathComponent))
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw DataError("cannot write \(flag) \(path): \(errnoString())") }

@@ -257,6 +257,11 @@ final class HardeningTests: XCTestCase {
             assertCleanFailure(r, args: [flag, path], mentions: "cannot write \(flag) \(path)", status: 2)
             XCTAssertFalse(r.stdout.contains("Epoch"), "nothing trained: \(r.stdout)")
         }
+        // A writer killed mid-write left its temporary file: the next run removes it.
+        let stale = dir + "/.w.safetensors.tmp.999999"
+        FileManager.default.createFile(atPath: stale, contents: Data("half".utf8))
+        ok(Harness.run(small + ["--max-steps", "1", "--save", dir + "/w.safetensors"]))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale), "stale temporary file of --save removed")
         // A read-only filesystem (a read-only tmpfs in a private mount namespace; root ignores modes).
         let ro = dir + "/ro"
         try FileManager.default.createDirectory(atPath: ro, withIntermediateDirectories: true)
