@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
     var steps = 1000
     @Option(help: "Untimed steps first.")
     var warmup = 100
-    @Option(help: "sgd, adam, adamw or rmsprop.")
+    @Option(help: "sgd, adam, adamw, rmsprop, adagrad or adadelta.")
     var optimizer = "sgd"
     @OptionGroup var parallel: ParallelOptions
 

@@ -120,7 +120,7 @@ struct Train: ParsableCommand {
     var maxSteps: Int?
     @Option(parsing: .unconditional, help: "Samples per rank per step; the global batch is this times the number of ranks.")
     var batchSize = 64
-    @Option(help: "sgd, adam, adamw or rmsprop.")
+    @Option(help: "sgd, adam, adamw, rmsprop, adagrad or adadelta.")
     var optimizer = "sgd"
     @Option(parsing: .unconditional, help: "Learning rate (default: torch's, 0.01 for sgd and rmsprop, 0.001 for adam and adamw).")
     var lr: Float?

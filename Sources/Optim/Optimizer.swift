@@ -35,7 +35,7 @@ public struct OptimizerError: Error, CustomStringConvertible {
 
 /// What `--optimizer` and its flags describe, validated up front as tinygrad does.
 public struct OptimizerConfig: Sendable, Equatable {
-    public enum Kind: String, CaseIterable, Sendable { case sgd, adam, adamw, rmsprop }
+    public enum Kind: String, CaseIterable, Sendable { case sgd, adam, adamw, rmsprop, adagrad, adadelta }
 
     public var kind: Kind
     public var learningRate: Float?
@@ -55,7 +55,13 @@ public struct OptimizerConfig: Sendable, Equatable {
 
     /// torch.optim's default learning rates (SGD has none in torch; 0.01 is the tutorials' value).
     public var resolvedLearningRate: Float {
-        learningRate ?? (kind == .adam || kind == .adamw ? 1e-3 : 0.01)
+        learningRate ?? {
+            switch kind {
+            case .adam, .adamw: return 1e-3
+            case .adadelta: return 1
+            case .sgd, .rmsprop, .adagrad: return 0.01
+            }
+        }()
     }
 
     /// torch's defaults: 0 for all but AdamW's 0.01.
@@ -81,6 +87,8 @@ public struct OptimizerConfig: Sendable, Equatable {
         case .sgd: return momentum != 0 ? 1 : 0
         case .adam, .adamw: return 2
         case .rmsprop: return momentum > 0 ? 2 : 1
+        case .adagrad: return 1
+        case .adadelta: return 2
         }
     }
 
@@ -98,6 +106,10 @@ public struct OptimizerConfig: Sendable, Equatable {
                             allocate: allocate)
         case .rmsprop:
             return try RMSprop(count: parameterCount, lr: lr, alpha: alpha, eps: eps, weightDecay: wd, momentum: momentum, allocate: allocate)
+        case .adagrad:
+            return try Adagrad(count: parameterCount, lr: lr, weightDecay: wd, allocate: allocate)
+        case .adadelta:
+            return try Adadelta(count: parameterCount, lr: lr, weightDecay: wd, allocate: allocate)
         }
     }
 }

@@ -50,7 +50,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     public var optimizerConfig: OptimizerConfig { get throws {
         guard let kind = OptimizerConfig.Kind(rawValue: optimizer.lowercased()) else {
-            throw TrainingError("invalid --optimizer '\(optimizer)': expected sgd, adam, adamw or rmsprop")
+            throw TrainingError("invalid --optimizer '\(optimizer)': expected sgd, adam, adamw, rmsprop, adagrad or adadelta")
         }
         var c = OptimizerConfig(kind: kind, learningRate: lr)
         c.momentum = momentum

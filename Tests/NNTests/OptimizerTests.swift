@@ -41,6 +41,14 @@ final class OptimizerTests: XCTestCase {
     func testRMSpropMomentumWeightDecay() throws {
         assertClose(try run(config(.rmsprop, lr: 0.01) { $0.momentum = 0.9; $0.weightDecay = 0.1 }), [0.6905901660621652, -1.7464106903006333])
     }
+    func testAdagrad() throws { assertClose(try run(config(.adagrad, lr: 0.1)), [0.9169032236703722, -1.9895221406768586]) }
+    func testAdagradWeightDecay() throws {
+        assertClose(try run(config(.adagrad, lr: 0.1) { $0.weightDecay = 0.1 }), [0.8874857219557365, -1.8943675906761497])
+    }
+    func testAdadelta() throws { assertClose(try run(config(.adadelta, lr: 1)), [0.9976920881138662, -2.0011097861232487]) }
+    func testAdadeltaWeightDecay() throws {
+        assertClose(try run(config(.adadelta, lr: 1) { $0.weightDecay = 0.1 }), [0.9961533536067166, -1.9963441390380476])
+    }
 
     /// With node-shared memory each rank applies its slice of a step, a chunk at a time. The update
     /// is elementwise, so any split must give the whole step's values bit for bit (SIMD body and
@@ -49,7 +57,8 @@ final class OptimizerTests: XCTestCase {
         let n = 1000
         let configs = [config(.sgd, lr: 0.1), config(.sgd, lr: 0.1) { $0.momentum = 0.9; $0.nesterov = true; $0.weightDecay = 0.01 },
                        config(.adam, lr: 0.01) { $0.weightDecay = 0.1 }, config(.adamw, lr: 0.01),
-                       config(.rmsprop, lr: 0.01) { $0.momentum = 0.9 }, config(.rmsprop, lr: 0.01)]
+                       config(.rmsprop, lr: 0.01) { $0.momentum = 0.9 }, config(.rmsprop, lr: 0.01),
+                       config(.adagrad, lr: 0.1) { $0.weightDecay = 0.01 }, config(.adadelta, lr: 1) { $0.weightDecay = 0.01 }]
         var rng = RandomStream(seed: 7, stream: 1)
         let start = (0..<n).map { _ in rng.nextUnitFloat() - 0.5 }
         let grads = (0..<3).map { _ in (0..<n).map { _ in rng.nextUnitFloat() - 0.5 } }
@@ -83,6 +92,8 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(OptimizerConfig(kind: .adamw).resolvedWeightDecay, 0.01)
         XCTAssertEqual(OptimizerConfig(kind: .rmsprop).resolvedLearningRate, 0.01)
         XCTAssertEqual(OptimizerConfig(kind: .sgd).resolvedWeightDecay, 0)
+        XCTAssertEqual(OptimizerConfig(kind: .adagrad).resolvedLearningRate, 0.01)
+        XCTAssertEqual(OptimizerConfig(kind: .adadelta).resolvedLearningRate, 1)
     }
 
     func testValidation() {
