@@ -124,6 +124,10 @@ struct Train: ParsableCommand {
     var optimizer = "sgd"
     @Option(parsing: .unconditional, help: "Learning rate (default: torch's, 0.01 for sgd and rmsprop, 0.001 for adam and adamw).")
     var lr: Float?
+    @Option(help: "constant, step:SIZE[:GAMMA], multistep:M1,M2,...[:GAMMA], exponential:GAMMA (epochs), cosine[:MIN_LR] or onecycle[:PCT_START] (steps), as torch.optim.lr_scheduler.")
+    var lrSchedule: String?
+    @Option(parsing: .unconditional, help: "Linear learning-rate warm-up over the first N steps.")
+    var warmupSteps: Int?
     @Option(parsing: .unconditional, help: "Momentum (sgd, rmsprop).")
     var momentum: Float = 0
     @Flag(help: "Nesterov momentum (sgd).")
@@ -174,6 +178,8 @@ struct Train: ParsableCommand {
         c.batchSize = batchSize
         c.optimizer = optimizer
         c.lr = lr
+        c.lrSchedule = lrSchedule
+        c.warmupSteps = warmupSteps
         c.momentum = momentum
         c.nesterov = nesterov
         c.weightDecay = weightDecay

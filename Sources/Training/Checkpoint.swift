@@ -72,9 +72,11 @@ public enum Checkpoint {
             throw UsageError("\(name): the command line differs from the checkpoint: \(differences.joined(separator: ", ")); "
                              + "resume with the checkpoint's values, or start a new run")
         }
-        // No schedule changes the learning rate yet: the stored one must be the configured one.
-        guard state.learningRate == (try trainer.config.optimizerConfig).resolvedLearningRate else {
-            throw DataError("\(name): corrupt training state: learning rate \(state.learningRate) is not the run's \(saved.lr.map { "\($0)" } ?? "default")")
+        // The stored rate is the one the schedule gave the last step taken (or the base rate before any).
+        let lastEpoch = state.batchInEpoch > 0 ? state.epoch : state.epoch - 1
+        let expected = state.step == 0 ? trainer.baseLearningRate : trainer.scheduledRate(step: state.step - 1, epoch: max(lastEpoch, 0))
+        guard state.learningRate == expected else {
+            throw DataError("\(name): corrupt training state: learning rate \(state.learningRate) is not the \(expected) the run's schedule gives at step \(state.step)")
         }
         guard state.seed == trainer.config.seed else {
             throw DataError("\(name): corrupt training state: seed \(state.seed) is not the run's \(saved.seed)")

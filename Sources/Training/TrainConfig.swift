@@ -14,6 +14,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var batchSize = 64
     public var optimizer = "sgd"
     public var lr: Float?
+    /// `--lr-schedule` (nil: constant) and `--warmup-steps` (nil: 0); optional so that checkpoints
+    /// written before they existed still decode.
+    public var lrSchedule: String?
+    public var warmupSteps: Int?
     public var momentum: Float = 0
     public var nesterov = false
     public var weightDecay: Float?
@@ -43,6 +47,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     public var datasetKind: DatasetKind { get throws { try DatasetKind(parsing: dataset) } }
     public var modelSpec: ModelSpec { get throws { try ModelSpec(parsing: model) } }
+    public var schedule: LRSchedule { get throws { try lrSchedule.map { try LRSchedule(parsing: $0) } ?? .constant } }
     public var lossKind: LossKind { get throws {
         guard let k = LossKind(name: loss) else { throw TrainingError("invalid --loss '\(loss)': expected cross-entropy, nll or mse") }
         return k
@@ -66,6 +71,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             _ = try datasetKind
             _ = try modelSpec
             _ = try lossKind
+            _ = try schedule
             try optimizerConfig.validate()
         } catch let error as UsageError {
             throw error
@@ -77,6 +83,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         guard epochs > 0 else { throw bad("invalid --epochs \(epochs): must be at least 1") }
         if let m = maxSteps, m <= 0 { throw bad("invalid --max-steps \(m): must be at least 1") }
         guard holdout >= 0 else { throw bad("invalid --holdout \(holdout): must be >= 0") }
+        if let w = warmupSteps, w < 0 { throw bad("invalid --warmup-steps \(w): must be >= 0") }
         guard logEvery >= 0 else { throw bad("invalid --log-every \(logEvery): must be >= 0") }
         guard ["auto", "mpi", "shared"].contains(allreduce) else {
             throw bad("invalid --allreduce '\(allreduce)': expected auto, mpi or shared")
@@ -100,7 +107,12 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// resumed run must give the same values as the run that wrote the checkpoint.
     public var trajectoryFlags: [(flag: String, value: String)] {
         let o = try? optimizerConfig
+        let s = try? schedule
+        // A schedule over the whole run changes with its length; otherwise the length is free ("*").
+        let fixedLength = s?.dependsOnLength == true
         return [
+            ("--epochs", fixedLength ? String(epochs) : "*"), ("--max-steps", fixedLength ? maxSteps.map(String.init) ?? "none" : "*"),
+            ("--lr-schedule", s?.description ?? "?"), ("--warmup-steps", String(warmupSteps ?? 0)),
             ("--dataset", dataset), ("--holdout", String(holdout)),
             ("--normalize", normalize.map { $0.map { "\($0)" }.joined(separator: ",") } ?? "none"),
             ("--loss", loss), ("--optimizer", optimizer.lowercased()),
@@ -115,7 +127,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// "--lr 0.5 (the checkpoint has 0.05)".
     public func trajectoryDifferences(from saved: TrainConfig) -> [String] {
         zip(trajectoryFlags, saved.trajectoryFlags).compactMap { mine, theirs in
-            mine.value == theirs.value ? nil : "\(mine.flag) \(mine.value) (the checkpoint has \(theirs.value))"
+            mine.value == theirs.value || mine.value == "*" || theirs.value == "*" ? nil
+                : "\(mine.flag) \(mine.value) (the checkpoint has \(theirs.value))"
         }
     }
 }

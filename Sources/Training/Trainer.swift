@@ -43,6 +43,11 @@ public final class Trainer {
     public let optimizer: Optimizer
     public let sampler: Sampler
     public let reducer: GradientReducer
+    /// The learning rate of every step (`--lr-schedule`, `--warmup-steps`) from the base rate.
+    public let schedule: LRSchedule
+    public let baseLearningRate: Float
+    /// Optimizer steps the run will take: the schedule's length.
+    public let totalSteps: Int
     public var metrics: MetricsLog?
 
     // Position in training; what a checkpoint records.
@@ -105,6 +110,10 @@ public final class Trainer {
         guard sampler.batchesPerEpoch > 0 else {
             throw UsageError("--drop-last with a global batch of \(sampler.globalBatch) leaves no batch from \(splits.train.count) samples")
         }
+        schedule = try config.schedule
+        baseLearningRate = optimizerConfig.resolvedLearningRate
+        let wholeRun = sampler.batchesPerEpoch.multipliedReportingOverflow(by: config.epochs)
+        totalSteps = min(config.maxSteps ?? Int.max, wholeRun.overflow ? Int.max : wholeRun.partialValue)
         reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
         optimizer = try optimizerConfig.make(parameterCount: model.store.count, allocate: reducer.allocateState)
         indices = .allocate(capacity: maxBatch)
@@ -293,6 +302,7 @@ public final class Trainer {
         // Every rank has the same sum, so every rank stops here, before the step touches the weights.
         guard lossBuffer[0].isFinite else { throw diverged("the loss is \(lossBuffer[0].isNaN ? "NaN" : "infinite")") }
 
+        optimizer.learningRate = scheduledRate(step: step, epoch: epoch)
         try reducer.step(optimizer)
         if let s = perturbHook, s.rank == comm.rank, s.step == step { model.store.parameters[0] += 1e-3 }
         clock.lap(&times.optimizer)
@@ -300,6 +310,11 @@ public final class Trainer {
         clock.lap(&times.allreduceWait)
         times.steps += 1
         return (Double(lossBuffer[0]) / Double(global), global)
+    }
+
+    /// The learning rate of 0-based step `step`, taken in 0-based epoch `epoch`.
+    public func scheduledRate(step: Int, epoch: Int) -> Float {
+        schedule.rate(base: baseLearningRate, step: step, epoch: epoch, totalSteps: totalSteps, warmupSteps: config.warmupSteps ?? 0)
     }
 
     /// A divergence at the current step: says where and what to try.
@@ -355,6 +370,9 @@ public final class Trainer {
             + "\(sampler.batchesPerEpoch) steps/epoch, seed \(config.seed)\(config.shuffle ? "" : ", no shuffle")")
         let hyper = optimizer.hyperparameters.map { "\($0.0)=\($0.1)" }.joined(separator: ", ")
         console.line("Optimizer: \(optimizer.name)(\(hyper)), loss: \(loss.name)")
+        if schedule != .constant || (config.warmupSteps ?? 0) > 0 {
+            console.line("Learning rate: \(schedule)\((config.warmupSteps ?? 0) > 0 ? ", linear warm-up over \(config.warmupSteps!) steps" : "") over \(totalSteps) steps")
+        }
         console.line(model.summary(title: "Model \(spec)"))
     }
 

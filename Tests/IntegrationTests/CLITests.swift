@@ -32,7 +32,7 @@ final class CLITests: XCTestCase {
         assertCleanFailure(["--model", "mlp:abc"], mentions: "invalid --model 'mlp:abc'")
         assertCleanFailure(["--lr", "-1"], mentions: "invalid learning rate -1")
         assertCleanFailure(["--batch-size", "0"], mentions: "invalid --batch-size 0")
-        assertCleanFailure(["--optimizer", "adagrad"], mentions: "invalid --optimizer 'adagrad'")
+        assertCleanFailure(["--optimizer", "lbfgs"], mentions: "invalid --optimizer 'lbfgs'")
         assertCleanFailure(["--epochs", "two"], mentions: "--epochs")
         assertCleanFailure(["--dataset", "cifar10"], mentions: "invalid --dataset 'cifar10'")
 

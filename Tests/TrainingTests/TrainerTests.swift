@@ -71,7 +71,9 @@ final class TrainerTests: XCTestCase {
         let cases: [(TrainConfig, String)] = [
             (config { $0.batchSize = 0 }, "--batch-size"),
             (config { $0.lr = -1 }, "learning rate"),
-            (config { $0.optimizer = "adagrad" }, "--optimizer 'adagrad'"),
+            (config { $0.optimizer = "lbfgs" }, "--optimizer 'lbfgs'"),
+            (config { $0.lrSchedule = "linear" }, "--lr-schedule 'linear'"),
+            (config { $0.warmupSteps = -1 }, "--warmup-steps -1"),
             (config { $0.model = "mlp:abc" }, "--model 'mlp:abc'"),
             (config { $0.loss = "hinge" }, "--loss"),
             (config { $0.dataset = "imagenet" }, "--dataset"),
