@@ -128,6 +128,8 @@ struct Train: ParsableCommand {
     var lrSchedule: String?
     @Option(parsing: .unconditional, help: "Linear learning-rate warm-up over the first N steps.")
     var warmupSteps: Int?
+    @Option(parsing: .unconditional, help: "Scale the summed gradients so their global L2 norm is at most X (torch's clip_grad_norm_).")
+    var clipGradNorm: Float?
     @Option(parsing: .unconditional, help: "Momentum (sgd, rmsprop).")
     var momentum: Float = 0
     @Flag(help: "Nesterov momentum (sgd).")
@@ -180,6 +182,7 @@ struct Train: ParsableCommand {
         c.lr = lr
         c.lrSchedule = lrSchedule
         c.warmupSteps = warmupSteps
+        c.clipGradNorm = clipGradNorm
         c.momentum = momentum
         c.nesterov = nesterov
         c.weightDecay = weightDecay

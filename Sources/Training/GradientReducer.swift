@@ -21,6 +21,30 @@ public protocol GradientReducer: AnyObject {
     func finish() throws
     func step(_ optimizer: Optimizer) throws
     func publish() throws
+    /// `--clip-grad-norm`: the summed gradients are scaled as torch's `clip_grad_norm_` does (over
+    /// all parameters, after the sum, by the same factor on every rank) before the update.
+    var clipGradNorm: Float? { get set }
+}
+
+/// torch.nn.utils.clip_grad_norm_'s factor: max_norm / (total_norm + 1e-6), at most 1.
+@inline(__always)
+public func clipCoefficient(sumOfSquares: Double, maxNorm: Float) -> Float {
+    Float(min(1, Double(maxNorm) / (sumOfSquares.squareRoot() + 1e-6)))
+}
+
+/// The sum of squares of `count` floats, in double precision and a fixed order.
+@inline(__always)
+func sumOfSquares(_ x: UnsafePointer<Float>, _ count: Int) -> Double {
+    var acc = SIMD8<Double>(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+        let v = SIMD8<Double>(SIMD8<Float>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)))
+        acc += v * v
+        i += 8
+    }
+    var total = acc.sum()
+    while i < count { total += Double(x[i]) * Double(x[i]); i += 1 }
+    return total
 }
 
 /// Sums the flat gradient buffer in place with MPI non-blocking all-reduces, in buckets, each
@@ -38,6 +62,7 @@ public final class BucketAllreduce: GradientReducer {
     private let labels: [String]
     /// An error from starting a bucket during backward, thrown by `finish`.
     private var pendingError: Error?
+    public var clipGradNorm: Float?
 
     public init(comm: Communicator, store: ParameterStore, bucketBytes: Int) {
         self.comm = comm
@@ -91,8 +116,13 @@ public final class BucketAllreduce: GradientReducer {
         for i in 0..<buckets.count { try comm.wait(requests[i]) }
     }
 
-    /// Every rank applies the whole step to its own copy.
+    /// Every rank applies the whole step to its own copy (the sums are the same on every rank, so
+    /// is the clipping factor).
     public func step(_ optimizer: Optimizer) throws {
+        if let maxNorm = clipGradNorm {
+            let c = clipCoefficient(sumOfSquares: sumOfSquares(gradients, count), maxNorm: maxNorm)
+            if c < 1 { for i in 0..<count { gradients[i] *= c } }
+        }
         optimizer.step(parameters: parameters, gradients: gradients, count: count)
     }
 
@@ -125,6 +155,9 @@ public final class SharedMemoryReduce: GradientReducer {
     private let chunk = FloatBuffer(count: SharedMemoryReduce.chunkSize)
     static let chunkSize = 2048
     private let parameterChunk = FloatBuffer(count: SharedMemoryReduce.chunkSize)
+    public var clipGradNorm: Float?
+    /// This rank's part of the squared norm, summed over ranks (preallocated: a step allocates nothing).
+    private let normPart = UnsafeMutablePointer<Double>.allocate(capacity: 1)
 
     /// How updated parameters reach the shared copy: normal stores, or streaming stores, which
     /// leave the lines in no cache. Normal stores are faster while the cores exchange cache lines
@@ -216,32 +249,37 @@ public final class SharedMemoryReduce: GradientReducer {
     public func reset() {}
     public func ready(from offset: Int) {}
 
+    deinit { normPart.deallocate() }
+
     /// Waits until every rank has written its gradients.
     public func finish() throws {
         try comm.sharedSync(what: "shared reduce (gradients written)")
     }
 
     /// Sums this rank's slice over all segments and updates that slice of the shared parameters.
+    /// With `clipGradNorm`, a first pass sums the slice for its squared norm, one all-reduce gives the
+    /// total, and the second pass sums again (the same values) and scales before the update.
     public func step(_ optimizer: Optimizer) throws {
         let t0 = tuning != nil ? monotonicSeconds() : 0
+        var scale: Float = 1
+        if let maxNorm = clipGradNorm {
+            normPart.pointee = 0
+            var start = slice.lowerBound
+            while start < slice.upperBound {
+                let n = min(SharedMemoryReduce.chunkSize, slice.upperBound - start)
+                sumChunk(start, n)
+                normPart.pointee += sumOfSquares(chunk.pointer, n)
+                start += n
+            }
+            try comm.allreduceSum(normPart, count: 1, what: "allreduce(gradient norm)")
+            scale = clipCoefficient(sumOfSquares: normPart.pointee, maxNorm: maxNorm)
+        }
         let sum = chunk.pointer
-        let w = segments.count
         var start = slice.lowerBound
         while start < slice.upperBound {
             let n = min(SharedMemoryReduce.chunkSize, slice.upperBound - start)
-            var i = 0
-            while i + 16 <= n {
-                var s = load16(segments[0], start + i)
-                for q in 1..<w { s += load16(segments[q], start + i) }
-                store16(s, sum, i)
-                i += 16
-            }
-            while i < n {
-                var s = segments[0][start + i]
-                for q in 1..<w { s += segments[q][start + i] }
-                sum[i] = s
-                i += 1
-            }
+            sumChunk(start, n)
+            if scale < 1 { for i in 0..<n { sum[i] *= scale } }
             if streaming {
                 // Update a private copy of the chunk, then stream it out.
                 let p = parameterChunk.pointer
@@ -255,6 +293,26 @@ public final class SharedMemoryReduce: GradientReducer {
         }
         optimizer.stepCount = optimizer.stepCount + 1
         if let t = tuning { try tune(t, seconds: monotonicSeconds() - t0) }
+    }
+
+    /// `chunk[0..<n]` = values `start ..< start + n` summed over every rank's segment, in rank order.
+    @inline(__always)
+    private func sumChunk(_ start: Int, _ n: Int) {
+        let sum = chunk.pointer
+        let w = segments.count
+        var i = 0
+        while i + 16 <= n {
+            var s = load16(segments[0], start + i)
+            for q in 1..<w { s += load16(segments[q], start + i) }
+            store16(s, sum, i)
+            i += 16
+        }
+        while i < n {
+            var s = segments[0][start + i]
+            for q in 1..<w { s += segments[q][start + i] }
+            sum[i] = s
+            i += 1
+        }
     }
 
     /// Times `SharedMemoryReduce.tuningSteps` steps with each kind of store, alternating, after a few

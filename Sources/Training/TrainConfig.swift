@@ -18,6 +18,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// written before they existed still decode.
     public var lrSchedule: String?
     public var warmupSteps: Int?
+    /// `--clip-grad-norm` (nil: no clipping).
+    public var clipGradNorm: Float?
     public var momentum: Float = 0
     public var nesterov = false
     public var weightDecay: Float?
@@ -84,6 +86,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if let m = maxSteps, m <= 0 { throw bad("invalid --max-steps \(m): must be at least 1") }
         guard holdout >= 0 else { throw bad("invalid --holdout \(holdout): must be >= 0") }
         if let w = warmupSteps, w < 0 { throw bad("invalid --warmup-steps \(w): must be >= 0") }
+        if let c = clipGradNorm, !(c.isFinite && c > 0) { throw bad("invalid --clip-grad-norm \(c): must be > 0") }
         guard logEvery >= 0 else { throw bad("invalid --log-every \(logEvery): must be >= 0") }
         guard ["auto", "mpi", "shared"].contains(allreduce) else {
             throw bad("invalid --allreduce '\(allreduce)': expected auto, mpi or shared")
@@ -113,6 +116,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         return [
             ("--epochs", fixedLength ? String(epochs) : "*"), ("--max-steps", fixedLength ? maxSteps.map(String.init) ?? "none" : "*"),
             ("--lr-schedule", s?.description ?? "?"), ("--warmup-steps", String(warmupSteps ?? 0)),
+            ("--clip-grad-norm", clipGradNorm.map { "\($0)" } ?? "none"),
             ("--dataset", dataset), ("--holdout", String(holdout)),
             ("--normalize", normalize.map { $0.map { "\($0)" }.joined(separator: ",") } ?? "none"),
             ("--loss", loss), ("--optimizer", optimizer.lowercased()),

@@ -115,6 +115,7 @@ public final class Trainer {
         let wholeRun = sampler.batchesPerEpoch.multipliedReportingOverflow(by: config.epochs)
         totalSteps = min(config.maxSteps ?? Int.max, wholeRun.overflow ? Int.max : wholeRun.partialValue)
         reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
+        reducer.clipGradNorm = config.clipGradNorm
         optimizer = try optimizerConfig.make(parameterCount: model.store.count, allocate: reducer.allocateState)
         indices = .allocate(capacity: maxBatch)
         labels = .allocate(capacity: maxBatch)
@@ -370,6 +371,7 @@ public final class Trainer {
             + "\(sampler.batchesPerEpoch) steps/epoch, seed \(config.seed)\(config.shuffle ? "" : ", no shuffle")")
         let hyper = optimizer.hyperparameters.map { "\($0.0)=\($0.1)" }.joined(separator: ", ")
         console.line("Optimizer: \(optimizer.name)(\(hyper)), loss: \(loss.name)")
+        if let c = config.clipGradNorm { console.line("Gradient clipping: global norm at most \(c) (clip_grad_norm_)") }
         if schedule != .constant || (config.warmupSteps ?? 0) > 0 {
             console.line("Learning rate: \(schedule)\((config.warmupSteps ?? 0) > 0 ? ", linear warm-up over \(config.warmupSteps!) steps" : "") over \(totalSteps) steps")
         }

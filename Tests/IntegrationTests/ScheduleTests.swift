@@ -72,4 +72,20 @@ final class ScheduleTests: XCTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(Harness.accuracy(r.stdout)), 0.9, r.stdout)
         XCTAssertTrue(r.stdout.contains("Learning rate: step:1:0.7"), r.stdout)
     }
+
+    /// `--clip-grad-norm` clips the global norm of the summed gradients: the same run on 1 rank, on 2
+    /// ranks with the node-shared reducer (its norm is one all-reduce of slice norms) and with MPI.
+    func testClipGradNormIsTheSameOnAnyRankCount() throws {
+        let dir = temporaryDirectory()
+        let args = common.map { $0 == "0.05" ? "0.5" : $0 } + ["--max-steps", "40", "--clip-grad-norm", "0.1"]
+        ok(Harness.run(args + ["--batch-size", "64", "--save", dir + "/np1.safetensors"]))
+        ok(Harness.run(args + ["--batch-size", "32", "--save", dir + "/shared.safetensors"], np: 2))
+        ok(Harness.run(args + ["--batch-size", "32", "--allreduce", "mpi", "--save", dir + "/mpi.safetensors"], np: 2))
+        ok(Harness.run(args.dropLast(2) + ["--batch-size", "64", "--save", dir + "/unclipped.safetensors"]))
+        let one = try Harness.weights(dir + "/np1.safetensors")
+        XCTAssertLessThan(Harness.maxAbsDifference(one, try Harness.weights(dir + "/shared.safetensors")), 1e-5)
+        XCTAssertLessThan(Harness.maxAbsDifference(one, try Harness.weights(dir + "/mpi.safetensors")), 1e-5)
+        XCTAssertGreaterThan(Harness.maxAbsDifference(one, try Harness.weights(dir + "/unclipped.safetensors")), 1e-2, "clipping changed the run")
+        assertCleanFailure(common + ["--clip-grad-norm", "0"], mentions: "invalid --clip-grad-norm 0.0", status: 2)
+    }
 }

@@ -82,4 +82,25 @@ final class TrainerTests: XCTestCase {
             XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains(text), "'\($0)' should mention \(text)") }
         }
     }
+
+    /// One SGD step (lr 1, no momentum) with `--clip-grad-norm`: p1 = p0 - c g with
+    /// c = max_norm / (||g|| + 1e-6) as torch's clip_grad_norm_, g read from an unclipped step.
+    func testClipGradNormScalesTheStepAsTorch() throws {
+        func oneStep(_ clip: Float?) throws -> [Float] {
+            let t = try Trainer(config: config { $0.maxSteps = 1; $0.momentum = 0; $0.lr = 1; $0.clipGradNorm = clip }, comm: LocalCommunicator())
+            try t.run()
+            return t.model.store.parameters.toArray()
+        }
+        let p0 = try Trainer(config: config { $0.momentum = 0 }, comm: LocalCommunicator()).model.store.parameters.toArray()
+        let unclipped = try oneStep(nil)
+        let g = zip(p0, unclipped).map { Double($0) - Double($1) }
+        let norm = g.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        XCTAssertGreaterThan(norm, 0.2, "the test needs a gradient larger than the clip")
+        let c = 0.2 / (norm + 1e-6)
+        XCTAssertEqual(Double(clipCoefficient(sumOfSquares: norm * norm, maxNorm: 0.2)), c, accuracy: 1e-7)
+        let clipped = try oneStep(0.2)
+        for i in 0..<p0.count { XCTAssertEqual(Double(clipped[i]), Double(p0[i]) - c * g[i], accuracy: 1e-6) }
+        // Below the limit nothing changes.
+        XCTAssertEqual(try oneStep(Float(norm * 2)), unclipped)
+    }
 }
