@@ -128,6 +128,8 @@ struct Train: ParsableCommand {
     var lrSchedule: String?
     @Option(parsing: .unconditional, help: "Linear learning-rate warm-up over the first N steps.")
     var warmupSteps: Int?
+    @Option(parsing: .unconditional, help: "Micro-batches of --batch-size per optimizer step, with gradients summed over ranks only after the last (DDP's no_sync).")
+    var accumulate: Int?
     @Option(parsing: .unconditional, help: "Scale the summed gradients so their global L2 norm is at most X (torch's clip_grad_norm_).")
     var clipGradNorm: Float?
     @Option(parsing: .unconditional, help: "Momentum (sgd, rmsprop).")
@@ -183,6 +185,7 @@ struct Train: ParsableCommand {
         c.lrSchedule = lrSchedule
         c.warmupSteps = warmupSteps
         c.clipGradNorm = clipGradNorm
+        c.accumulate = accumulate
         c.momentum = momentum
         c.nesterov = nesterov
         c.weightDecay = weightDecay

@@ -18,6 +18,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// written before they existed still decode.
     public var lrSchedule: String?
     public var warmupSteps: Int?
+    /// `--accumulate N` micro-batches per optimizer step (nil: 1).
+    public var accumulate: Int?
     /// `--clip-grad-norm` (nil: no clipping).
     public var clipGradNorm: Float?
     public var momentum: Float = 0
@@ -86,6 +88,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if let m = maxSteps, m <= 0 { throw bad("invalid --max-steps \(m): must be at least 1") }
         guard holdout >= 0 else { throw bad("invalid --holdout \(holdout): must be >= 0") }
         if let w = warmupSteps, w < 0 { throw bad("invalid --warmup-steps \(w): must be >= 0") }
+        if let a = accumulate, a < 1 { throw bad("invalid --accumulate \(a): must be at least 1") }
         if let c = clipGradNorm, !(c.isFinite && c > 0) { throw bad("invalid --clip-grad-norm \(c): must be > 0") }
         guard logEvery >= 0 else { throw bad("invalid --log-every \(logEvery): must be >= 0") }
         guard ["auto", "mpi", "shared"].contains(allreduce) else {

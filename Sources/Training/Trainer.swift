@@ -68,6 +68,8 @@ public final class Trainer {
     public private(set) var stoppedBySignal = false
 
     // Preallocated per-step buffers.
+    /// The gradients of earlier micro-batches with `--accumulate` (empty otherwise).
+    private let accumulated: FloatBuffer
     private let indices: UnsafeMutablePointer<Int32>
     private let labels: UnsafeMutablePointer<Int32>
     /// [this rank's loss sum, 1 if this rank was asked to stop], summed over ranks every step.
@@ -105,7 +107,8 @@ public final class Trainer {
             .check(comm: comm, what: "--model \(spec) with --batch-size \(config.batchSize)")
         model = spec.build(inputShape: splits.train.sampleShape, classes: splits.train.classes, maxBatch: maxBatch,
                            seed: config.seed, logSoftmax: lossKind == .nll)
-        sampler = Sampler(datasetCount: splits.train.count, perRankBatch: config.batchSize, rank: comm.rank, world: comm.size,
+        let microBatches = config.accumulate ?? 1
+        sampler = Sampler(datasetCount: splits.train.count, perRankBatch: config.batchSize * microBatches, rank: comm.rank, world: comm.size,
                           seed: config.seed, shuffle: config.shuffle, dropLast: config.dropLast, shardData: config.shardData)
         guard sampler.batchesPerEpoch > 0 else {
             throw UsageError("--drop-last with a global batch of \(sampler.globalBatch) leaves no batch from \(splits.train.count) samples")
@@ -117,8 +120,9 @@ public final class Trainer {
         reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
         reducer.clipGradNorm = config.clipGradNorm
         optimizer = try optimizerConfig.make(parameterCount: model.store.count, allocate: reducer.allocateState)
-        indices = .allocate(capacity: maxBatch)
-        labels = .allocate(capacity: maxBatch)
+        accumulated = FloatBuffer(count: microBatches > 1 ? model.store.count : 0)
+        indices = .allocate(capacity: max(maxBatch, sampler.perRankBatch))
+        labels = .allocate(capacity: max(maxBatch, sampler.perRankBatch))
         stallHook = Trainer.testHook("DDP_TEST_STALL")
         killHook = Trainer.killHookArmed(resumed: config.resume != nil) ? Trainer.testHook("DDP_TEST_KILL") : nil
         perturbHook = Trainer.testHook("DDP_TEST_PERTURB")
@@ -276,27 +280,48 @@ public final class Trainer {
         var clock = PhaseClock()
 
         let (k, global) = sampler.fill(batch: b, into: indices)
-        splits.train.gather(indices, count: k, into: model.input, labels: labels)
         if let trace = sampleTrace { traceSamples(trace, k) }
         // Backward writes every gradient; a rank with no sample this step contributes zeros.
         if k == 0 { model.store.gradients.zero() }
-        clock.lap(&times.data)
-
-        let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices)
-        if k > 0 { model.forward(batch: k, context: context) }
-        lossBuffer[0] = k > 0 ? Float(loss.evaluate(model.output, labels: labels, batch: k, classes: model.classes,
-                                                     gradScale: 1 / Float(global), grad: model.outputGrad)) : 0
-        lossBuffer[1] = stopRequested != 0 ? 1 : 0
-        clock.lap(&times.forward)
-
-        if let s = stallHook, s.rank == comm.rank, s.step == step { testStall() }
-        if let s = killHook, s.rank == comm.rank, s.step == step { testKill() }
-        let lossRequest = try comm.startAllreduceSum(lossBuffer.pointer, count: 2, what: "allreduce(loss)")
         reducer.reset()
-        if k > 0 {
-            model.backward(batch: k, context: context) { [reducer] offset in reducer.ready(from: offset) }
+
+        // This rank's samples go through in micro-batches of at most --batch-size: one, or with
+        // `--accumulate N` up to N. Each sample's loss is scaled by 1 / (global batch), so the sum over
+        // micro-batches and ranks is the gradient of the global batch's mean loss. Only the last
+        // backward feeds the reducer (DDP's no_sync): the others' gradients are kept in `accumulated`.
+        let micro = config.batchSize
+        let chunks = (k + micro - 1) / micro
+        var lossSum = 0.0
+        var lossRequest = 0
+        for m in 0..<max(chunks, 1) {
+            let lo = m * micro, n = min(micro, k - lo)
+            let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices + lo)
+            if n > 0 {
+                splits.train.gather(indices + lo, count: n, into: model.input, labels: labels + lo)
+                clock.lap(&times.data)
+                model.forward(batch: n, context: context)
+                lossSum += loss.evaluate(model.output, labels: labels + lo, batch: n, classes: model.classes,
+                                         gradScale: 1 / Float(global), grad: model.outputGrad)
+                clock.lap(&times.forward)
+            }
+            let last = m >= chunks - 1
+            if last {
+                // The loss sum and the stop request travel together, overlapped with the last backward.
+                lossBuffer[0] = Float(lossSum)
+                lossBuffer[1] = stopRequested != 0 ? 1 : 0
+                if let s = stallHook, s.rank == comm.rank, s.step == step { testStall() }
+                if let s = killHook, s.rank == comm.rank, s.step == step { testKill() }
+                lossRequest = try comm.startAllreduceSum(lossBuffer.pointer, count: 2, what: "allreduce(loss)")
+            }
+            if n > 0 && chunks == 1 {
+                model.backward(batch: n, context: context) { [reducer] offset in reducer.ready(from: offset) }
+            } else if n > 0 {
+                model.backward(batch: n, context: context) { _ in }
+                accumulateGradients(first: m == 0, last: last)
+                if last { reducer.ready(from: 0) }
+            }
+            clock.lap(&times.backward)
         }
-        clock.lap(&times.backward)
         try reducer.finish()
         try comm.wait(lossRequest)
         clock.lap(&times.allreduceWait)
@@ -311,6 +336,19 @@ public final class Trainer {
         clock.lap(&times.allreduceWait)
         times.steps += 1
         return (Double(lossBuffer[0]) / Double(global), global)
+    }
+
+    /// After micro-batch backward passes: the first's gradients are kept, later ones added, and the
+    /// last gets the kept sum added, so the gradient buffer holds the whole step's gradients.
+    private func accumulateGradients(first: Bool, last: Bool) {
+        let g = model.store.gradients.pointer, a = accumulated.pointer, n = model.store.count
+        if first && !last {
+            a.update(from: g, count: n)
+        } else if !last {
+            for i in 0..<n { a[i] += g[i] }
+        } else if !first {
+            for i in 0..<n { g[i] += a[i] }
+        }
     }
 
     /// The learning rate of 0-based step `step`, taken in 0-based epoch `epoch`.
@@ -362,7 +400,8 @@ public final class Trainer {
     /// Header lines: the run's configuration, as rank 0 prints it at start.
     public func printHeader(extra: [String]) {
         console.line("ddp-train: \(comm.size) rank\(comm.size == 1 ? "" : "s")\(comm.size == 1 ? " (local mode)" : ""), "
-            + "per-rank batch \(config.batchSize), global batch \(sampler.globalBatch)"
+            + "per-rank batch \(config.batchSize)\((config.accumulate ?? 1) > 1 ? " x \(config.accumulate!) micro-batches per step" : ""), "
+            + "global batch \(sampler.globalBatch)"
             + (config.shardData ? ", sharded data" : ""))
         for line in extra { console.line(line) }
         if comm.size > 1 { console.line("Gradients: \(reducer.description)") }

@@ -2,8 +2,9 @@ import Data
 import Foundation
 import XCTest
 
-/// Learning-rate schedules and the new optimizers through the binary: the rate of every step in the
-/// metrics file, the same on any number of ranks, and exact across a kill and resume.
+/// The training toolkit through the binary: learning-rate schedules (the rate of every step in the
+/// metrics file, the same on any number of ranks, exact across a kill and resume), the new
+/// optimizers, gradient clipping and gradient accumulation.
 final class ScheduleTests: XCTestCase {
     /// 2,000 synthetic samples at global batch 64: 32 steps per epoch.
     let common = ["--dataset", "synthetic:2000", "--model", "mlp:32", "--log-every", "0", "--lr", "0.05"]
@@ -87,5 +88,25 @@ final class ScheduleTests: XCTestCase {
         XCTAssertLessThan(Harness.maxAbsDifference(one, try Harness.weights(dir + "/mpi.safetensors")), 1e-5)
         XCTAssertGreaterThan(Harness.maxAbsDifference(one, try Harness.weights(dir + "/unclipped.safetensors")), 1e-2, "clipping changed the run")
         assertCleanFailure(common + ["--clip-grad-norm", "0"], mentions: "invalid --clip-grad-norm 0.0", status: 2)
+    }
+
+    /// `--accumulate 4 --batch-size 16` is one step at batch 64, within float rounding, after 60
+    /// steps (dropout included: its masks follow the sample, not the micro-batch), on 1 rank and on 2
+    /// ranks with either reducer; the epoch's last, partial batch included.
+    func testAccumulationEqualsTheLargeBatch() throws {
+        let dir = temporaryDirectory()
+        let args = ["--dataset", "synthetic:2000", "--model", "mlp:64:dropout=0.2", "--log-every", "0", "--lr", "0.05",
+                    "--momentum", "0.9", "--max-steps", "60", "--epochs", "3"]
+        ok(Harness.run(args + ["--batch-size", "64", "--save", dir + "/big.safetensors"]))
+        let r = Harness.run(args + ["--batch-size", "16", "--accumulate", "4", "--save", dir + "/acc.safetensors"])
+        ok(r)
+        XCTAssertTrue(r.stdout.contains("per-rank batch 16 x 4 micro-batches per step, global batch 64"), r.stdout)
+        ok(Harness.run(args + ["--batch-size", "8", "--accumulate", "4", "--save", dir + "/shared.safetensors"], np: 2))
+        ok(Harness.run(args + ["--batch-size", "8", "--accumulate", "4", "--allreduce", "mpi", "--save", dir + "/mpi.safetensors"], np: 2))
+        let big = try Harness.weights(dir + "/big.safetensors")
+        for name in ["acc", "shared", "mpi"] {
+            XCTAssertLessThan(Harness.maxAbsDifference(big, try Harness.weights(dir + "/\(name).safetensors")), 1e-5, name)
+        }
+        assertCleanFailure(args + ["--accumulate", "0"], mentions: "invalid --accumulate 0", status: 2)
     }
 }

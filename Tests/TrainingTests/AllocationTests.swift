@@ -14,13 +14,20 @@ final class AllocationTests: XCTestCase {
         let threads = BLAS.threads
         BLAS.setThreads(1)
         defer { BLAS.setThreads(threads) }
-        for optimizer in ["sgd", "adam", "rmsprop"] {
+        for optimizer in ["sgd", "adam", "rmsprop", "adagrad", "adadelta", "adam+accumulate+clip"] {
             var c = TrainConfig()
             c.dataset = "synthetic:2000"
             c.model = "mlp:512,512:dropout=0.1"
             c.batchSize = 64
-            c.optimizer = optimizer
-            c.momentum = optimizer == "adam" ? 0 : 0.9
+            c.optimizer = String(optimizer.prefix { $0 != "+" })
+            c.momentum = ["sgd", "rmsprop"].contains(c.optimizer) ? 0.9 : 0
+            if optimizer.contains("+") {
+                c.batchSize = 16
+                c.accumulate = 4
+                c.clipGradNorm = 0.5
+                c.lrSchedule = "cosine"
+                c.warmupSteps = 5
+            }
             c.quiet = true
             let trainer = try Trainer(config: c, comm: LocalCommunicator())
             trainer.sampler.startEpoch(0)
