@@ -68,8 +68,6 @@ public final class Trainer {
     public private(set) var stoppedBySignal = false
 
     // Preallocated per-step buffers.
-    /// The gradients of earlier micro-batches with `--accumulate` (empty otherwise).
-    private let accumulated: FloatBuffer
     private let indices: UnsafeMutablePointer<Int32>
     private let labels: UnsafeMutablePointer<Int32>
     /// [this rank's loss sum, 1 if this rank was asked to stop], summed over ranks every step.
@@ -120,7 +118,6 @@ public final class Trainer {
         reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
         reducer.clipGradNorm = config.clipGradNorm
         optimizer = try optimizerConfig.make(parameterCount: model.store.count, allocate: reducer.allocateState)
-        accumulated = FloatBuffer(count: microBatches > 1 ? model.store.count : 0)
         indices = .allocate(capacity: max(maxBatch, sampler.perRankBatch))
         labels = .allocate(capacity: max(maxBatch, sampler.perRankBatch))
         stallHook = Trainer.testHook("DDP_TEST_STALL")
@@ -287,15 +284,16 @@ public final class Trainer {
 
         // This rank's samples go through in micro-batches of at most --batch-size: one, or with
         // `--accumulate N` up to N. Each sample's loss is scaled by 1 / (global batch), so the sum over
-        // micro-batches and ranks is the gradient of the global batch's mean loss. Only the last
-        // backward feeds the reducer (DDP's no_sync): the others' gradients are kept in `accumulated`.
+        // micro-batches and ranks is the gradient of the global batch's mean loss. The first backward
+        // writes the gradients, later ones add to them, and only the last feeds the reducer (DDP's no_sync).
         let micro = config.batchSize
         let chunks = (k + micro - 1) / micro
         var lossSum = 0.0
         var lossRequest = 0
         for m in 0..<max(chunks, 1) {
             let lo = m * micro, n = min(micro, k - lo)
-            let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices + lo)
+            let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices + lo,
+                                      accumulateGradients: m > 0)
             if n > 0 {
                 splits.train.gather(indices + lo, count: n, into: model.input, labels: labels + lo)
                 clock.lap(&times.data)
@@ -313,12 +311,10 @@ public final class Trainer {
                 if let s = killHook, s.rank == comm.rank, s.step == step { testKill() }
                 lossRequest = try comm.startAllreduceSum(lossBuffer.pointer, count: 2, what: "allreduce(loss)")
             }
-            if n > 0 && chunks == 1 {
+            if n > 0 && last {
                 model.backward(batch: n, context: context) { [reducer] offset in reducer.ready(from: offset) }
             } else if n > 0 {
-                model.backward(batch: n, context: context) { _ in }
-                accumulateGradients(first: m == 0, last: last)
-                if last { reducer.ready(from: 0) }
+                model.backward(batch: n, context: context)
             }
             clock.lap(&times.backward)
         }
@@ -336,19 +332,6 @@ public final class Trainer {
         clock.lap(&times.allreduceWait)
         times.steps += 1
         return (Double(lossBuffer[0]) / Double(global), global)
-    }
-
-    /// After micro-batch backward passes: the first's gradients are kept, later ones added, and the
-    /// last gets the kept sum added, so the gradient buffer holds the whole step's gradients.
-    private func accumulateGradients(first: Bool, last: Bool) {
-        let g = model.store.gradients.pointer, a = accumulated.pointer, n = model.store.count
-        if first && !last {
-            a.update(from: g, count: n)
-        } else if !last {
-            for i in 0..<n { a[i] += g[i] }
-        } else if !first {
-            for i in 0..<n { g[i] += a[i] }
-        }
     }
 
     /// The learning rate of 0-based step `step`, taken in 0-based epoch `epoch`.
