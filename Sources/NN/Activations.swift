@@ -52,30 +52,30 @@ public enum ActivationKind: Sendable {
     }
 }
 
-/// An elementwise activation; each backward needs only the output y. When `Sequential` fuses it
-/// into the Linear before it, it becomes a view: the Linear's output already holds f(x W^T + b),
-/// and the Linear's backward applies f'.
+/// An elementwise activation; each backward needs only the output y. When the layer before it fuses
+/// it (`FusesActivation`), it becomes a view: that layer's output already holds f(...), and its
+/// backward applies f'.
 public protocol Activation: ShapePreserving {
     var kind: ActivationKind { get }
-    var fusedIntoLinear: Bool { get set }
+    var fusedIntoPrevious: Bool { get set }
 }
 
 extension Activation {
-    public var isView: Bool { fusedIntoLinear }
+    public var isView: Bool { fusedIntoPrevious }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
-        if !fusedIntoLinear { kind.forward(x, y, count: batch * shape.count) }
+        if !fusedIntoPrevious { kind.forward(x, y, count: batch * shape.count) }
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        if let dx, !fusedIntoLinear { kind.backward(y: y, dy: dy, dx: dx, count: batch * shape.count) }
+        if let dx, !fusedIntoPrevious { kind.backward(y: y, dy: dy, dx: dx, count: batch * shape.count) }
     }
 }
 
 public final class ReLU: Activation {
     public let shape: Shape
-    public var fusedIntoLinear = false
+    public var fusedIntoPrevious = false
     public var kind: ActivationKind { .relu }
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "ReLU" }
@@ -83,7 +83,7 @@ public final class ReLU: Activation {
 
 public final class Sigmoid: Activation {
     public let shape: Shape
-    public var fusedIntoLinear = false
+    public var fusedIntoPrevious = false
     public var kind: ActivationKind { .sigmoid }
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "Sigmoid" }
@@ -91,7 +91,7 @@ public final class Sigmoid: Activation {
 
 public final class Tanh: Activation {
     public let shape: Shape
-    public var fusedIntoLinear = false
+    public var fusedIntoPrevious = false
     public var kind: ActivationKind { .tanh }
     public init(_ shape: Shape) { self.shape = shape }
     public var typeName: String { "Tanh" }

@@ -4,11 +4,11 @@ import Engine
 /// 1/(1-p); in eval mode passes x through. The mask is a hash of (seed, step, layer, sample index,
 /// element), so it is recomputed in backward rather than stored, is the same on any number of
 /// ranks, and needs no RNG state in a checkpoint.
-public final class Dropout: ShapePreserving {
+public final class Dropout: ShapePreserving, KeyedRandomness {
     public let p: Float
     public let shape: Shape
     /// Distinguishes the masks of several Dropout layers in one model.
-    public var layerIndex: UInt64 = 0
+    public var randomnessIndex: UInt64 = 0
 
     public init(p: Float, shape: Shape) {
         precondition(p >= 0 && p < 1, "Dropout p must be in [0, 1)")
@@ -28,7 +28,7 @@ public final class Dropout: ShapePreserving {
         let scale = 1 / (1 - p)
         for r in 0..<batch {
             let sample = UInt64(UInt32(bitPattern: context.sampleIDs?[r] ?? Int32(r)))
-            let key = CounterRandom.key(context.seed, context.step, layerIndex, sample)
+            let key = CounterRandom.key(context.seed, context.step, randomnessIndex, sample)
             for j in 0..<n {
                 let keep = CounterRandom.unitFloat(key: key, counter: UInt64(j)) >= p
                 dst[r * n + j] = keep ? src[r * n + j] * scale : 0

@@ -58,3 +58,17 @@ extension Layer {
     public func resetParameters(rng: inout RandomStream) {}
     public var parameterCount: Int { 0 }
 }
+
+/// A layer that can apply the elementwise activation after it in its own output pass (Linear: in
+/// the epilogue after the GEMM, and f' in the backward pass that sums the bias gradient). Sequential
+/// offers each such layer the activation that follows it; the activation then becomes a view.
+public protocol FusesActivation: Layer {
+    /// Takes over `kind`; false when this layer cannot (it then runs on its own).
+    func fuse(_ kind: ActivationKind) -> Bool
+}
+
+/// A layer whose randomness is keyed by its position among such layers (Dropout's masks), so that
+/// two of them in one model draw different masks.
+public protocol KeyedRandomness: Layer {
+    var randomnessIndex: UInt64 { get set }
+}

@@ -1,10 +1,16 @@
 import Engine
 
 /// y = x W^T + b, as torch.nn.Linear. x is (B, in), W is (out, in), b is (out), y is (B, out).
-/// With `activation` set (by `Sequential`, for a Linear followed by an activation), y = f(x W^T + b)
+/// With `activation` set (`fuse`, by `Sequential`, for a Linear followed by an activation), y = f(x W^T + b)
 /// in one pass after the GEMM, and backward applies f' in the same pass that sums the bias gradient.
-public final class Linear: Layer {
-    public var activation: ActivationKind?
+public final class Linear: FusesActivation {
+    public private(set) var activation: ActivationKind?
+
+    /// Every elementwise activation fuses into the epilogue.
+    public func fuse(_ kind: ActivationKind) -> Bool {
+        activation = kind
+        return true
+    }
     /// Zeros standing in for the bias of a Linear without one, so the epilogue has one form.
     private let noBias: FloatBuffer
     public let inFeatures: Int

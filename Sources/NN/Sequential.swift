@@ -45,16 +45,19 @@ public final class Sequential {
         store.seal()
         for layer in layers { layer.bind(to: store) }
 
-        // A Linear followed by an activation applies it in its own pass; the activation becomes a view.
+        // A layer that can fuse the activation after it applies it in its own pass; the activation
+        // becomes a view.
         for i in 0..<(layers.count - 1) {
-            if let linear = layers[i] as? Linear, let act = layers[i + 1] as? Activation {
-                linear.activation = act.kind
-                act.fusedIntoLinear = true
+            if let fuser = layers[i] as? FusesActivation, let act = layers[i + 1] as? Activation, fuser.fuse(act.kind) {
+                act.fusedIntoPrevious = true
             }
         }
 
-        var dropoutIndex: UInt64 = 0
-        for layer in layers { if let d = layer as? Dropout { d.layerIndex = dropoutIndex; dropoutIndex += 1 } }
+        var randomIndex: UInt64 = 0
+        for case let keyed as KeyedRandomness in layers {
+            keyed.randomnessIndex = randomIndex
+            randomIndex += 1
+        }
 
         // A layer needs dx only if some earlier layer has parameters.
         var seenParams = false

@@ -40,4 +40,15 @@ final class ModelSpecTests: XCTestCase {
         let mean = values.reduce(0, +) / Float(values.count)
         XCTAssertEqual(mean, 0, accuracy: 0.005)
     }
+
+    /// Each activation after a Linear is fused into it (and becomes a view); Dropout layers get
+    /// distinct keys for their masks.
+    func testActivationsFuseAndDropoutsAreKeyed() throws {
+        let model = try ModelSpec(parsing: "mlp:8,8:tanh:dropout=0.1").build(inputShape: Shape(4), classes: 3, maxBatch: 2, seed: 1)
+        let activations = model.layers.compactMap { $0 as? Activation }
+        XCTAssertEqual(activations.count, 2)
+        XCTAssertTrue(activations.allSatisfy(\.isView), "fused into the Linear before each")
+        XCTAssertEqual(model.layers.compactMap { ($0 as? Linear)?.activation }, [.tanh, .tanh])
+        XCTAssertEqual(model.layers.compactMap { ($0 as? Dropout)?.randomnessIndex }, [0, 1])
+    }
 }
