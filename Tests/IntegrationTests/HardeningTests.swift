@@ -155,7 +155,7 @@ final class HardeningTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: ck, withIntermediateDirectories: true)
         let stale = ck + "/.ckpt-00000001-0badf00d.ckpt.tmp.999999"
         FileManager.default.createFile(atPath: stale, contents: Data("half a checkpoint".utf8))
-        let long = ["--dataset", "synthetic:20000", "--model", "mlp:256", "--epochs", "50", "--log-every", "0", "--checkpoint-dir", ck]
+        let long = ["--dataset", "synthetic:20000", "--model", "mlp:256", "--epochs", "1000", "--log-every", "0", "--checkpoint-dir", ck]
         final class Box: @unchecked Sendable { var result: Harness.Result? }
         let first = Box()
         let done = DispatchSemaphore(value: 0)
