@@ -237,10 +237,7 @@ struct Train: ParsableCommand {
         }
         try trainer.run()
         if trainer.stoppedBySignal {
-            if let checkpointer {
-                try trainer.requireFiniteState(for: "the stop checkpoint")
-                checkpointer.write(trainer)
-            }
+            try checkpointer?.write(trainer)
             trainer.console.line("Stopped by signal at step \(trainer.step); exit status \(ExitStatus.stopped). Resume with --resume.")
             comm.finalize()
             throw ExitCode(ExitStatus.stopped)

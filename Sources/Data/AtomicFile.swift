@@ -13,7 +13,7 @@ public enum AtomicFile {
 
     /// `body` writes the content to the open descriptor.
     public static func write(to path: String, _ body: (Int32) throws -> Void) throws {
-        let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let dir = folder(of: path)
         let tmp = (dir as NSString).appendingPathComponent(temporaryName(for: (path as NSString).lastPathComponent))
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw DataError("cannot write \(path): \(errnoString())") }
@@ -46,6 +46,12 @@ public enum AtomicFile {
         }
     }
 
+    /// The folder `path` is in ("." for a bare name).
+    static func folder(of path: String) -> String {
+        let dir = (path as NSString).deletingLastPathComponent
+        return dir.isEmpty ? "." : dir
+    }
+
     /// The temporary file's name for target `name`: `.NAME.tmp.PID`.
     public static func temporaryName(for name: String) -> String { ".\(name).tmp.\(getpid())" }
 
@@ -59,9 +65,8 @@ public enum AtomicFile {
     /// Removes `.NAME.tmp.PID` files of `path` whose writer (PID) is no longer alive: what a writer
     /// killed mid-write leaves.
     public static func removeStaleTemporaryFiles(of path: String) {
-        let ns = path as NSString
-        let dir = ns.deletingLastPathComponent.isEmpty ? "." : ns.deletingLastPathComponent
-        let prefix = ".\(ns.lastPathComponent).tmp."
+        let dir = folder(of: path)
+        let prefix = ".\((path as NSString).lastPathComponent).tmp."
         for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(prefix) && isTemporaryName(name) {
             guard let pid = Int32(name.dropFirst(prefix.count)), kill(pid, 0) != 0 && errno == ESRCH else { continue }
             unlink((dir as NSString).appendingPathComponent(name))
@@ -71,7 +76,7 @@ public enum AtomicFile {
     /// Checks, before hours of work, that `path` can be written as `write` would: its folder exists
     /// and takes a new file, and `path` is not a folder. Throws one line naming the problem.
     public static func checkWritable(_ path: String, flag: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let dir = folder(of: path)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw DataError("cannot write \(flag) \(path): folder \(dir) does not exist")

@@ -66,9 +66,9 @@ public enum CheckpointFile {
             guard batchInEpoch >= 0 else { throw bad("position in the epoch \(batchInEpoch) is negative") }
             guard globalBatch > 0 else { throw bad("global batch \(globalBatch) is not positive") }
             guard trainCount > 0 else { throw bad("training-set size \(trainCount) is not positive") }
-            let (batchesPerEpoch, _) = trainCount.addingReportingOverflow(globalBatch - 1)
-            guard batchInEpoch <= batchesPerEpoch / globalBatch else {
-                throw bad("position in the epoch \(batchInEpoch) is past the epoch's \(batchesPerEpoch / globalBatch) batches")
+            let batches = (trainCount - 1) / globalBatch + 1  // at most, without --drop-last
+            guard batchInEpoch <= batches else {
+                throw bad("position in the epoch \(batchInEpoch) is past the epoch's \(batches) batches")
             }
             guard bestAccuracy == -1 || (bestAccuracy >= 0 && bestAccuracy <= 1) else {
                 throw bad("best accuracy \(bestAccuracy) is not in [0, 1]")
@@ -92,8 +92,8 @@ public enum CheckpointFile {
 
     /// Magic, version, length, CRC, safetensors structure, the position's ranges and finite values.
     public static func decode(_ bytes: [UInt8], name: String) throws -> Contents {
-        let body = try verify(bytes, name: name)
-        let file = try SafeTensors.decode(body, name: name)
+        try check(bytes, name: name)
+        let file = try SafeTensors.decode(bytes, from: headerSize, name: name)
         guard let json = file.metadata[stateKey],
               let position = try? JSONDecoder().decode(Position.self, from: Data(json.utf8)) else {
             throw DataError("\(name): checkpoint has no readable training state")
@@ -107,13 +107,7 @@ public enum CheckpointFile {
         return Contents(position: position, stateJSON: json, tensors: file.tensors)
     }
 
-    /// Checks magic, version, length and checksum; returns the safetensors body.
-    public static func verify(_ bytes: [UInt8], name: String) throws -> [UInt8] {
-        try check(bytes, name: name)
-        return Array(bytes[headerSize...])
-    }
-
-    /// Checks magic, version, length and checksum without copying the body.
+    /// Checks magic, version, length and checksum.
     public static func check(_ bytes: [UInt8], name: String) throws {
         guard bytes.count >= headerSize else {
             throw DataError("\(name): truncated checkpoint (\(bytes.count) bytes, the header alone is \(headerSize))")

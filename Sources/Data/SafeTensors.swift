@@ -57,17 +57,20 @@ public enum SafeTensors {
         try AtomicFile.write(encode(tensors, metadata: metadata), to: path)
     }
 
-    /// Parses a safetensors file's bytes. Every structural problem is a `DataError` naming `name`.
-    public static func decode(_ bytes: [UInt8], name: String) throws -> (tensors: [String: Tensor], order: [String], metadata: [String: String]) {
+    /// Parses the safetensors image in `bytes[start...]` (a whole file, or a checkpoint's body after
+    /// its header, without copying it out). Every structural problem is a `DataError` naming `name`.
+    public static func decode(_ bytes: [UInt8], from start: Int = 0, name: String)
+        throws -> (tensors: [String: Tensor], order: [String], metadata: [String: String]) {
         func bad(_ why: String) -> DataError { DataError("\(name): not a valid safetensors file: \(why)") }
-        guard bytes.count >= 8 else { throw bad(bytes.isEmpty ? "empty file" : "shorter than its 8-byte header length") }
+        let size = bytes.count - start
+        guard size >= 8 else { throw bad(size == 0 ? "empty file" : "shorter than its 8-byte header length") }
         var n: UInt64 = 0
-        for i in 0..<8 { n |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard n > 0, n <= UInt64(bytes.count - 8), n < 100_000_000 else {
-            throw bad("header length \(n) does not fit the file size \(bytes.count)")
+        for i in 0..<8 { n |= UInt64(bytes[start + i]) << (8 * UInt64(i)) }
+        guard n > 0, n <= UInt64(size - 8), n < 100_000_000 else {
+            throw bad("header length \(n) does not fit the file size \(size)")
         }
-        let headerEnd = 8 + Int(n)
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd])),
+        let headerEnd = start + 8 + Int(n)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes[(start + 8)..<headerEnd])),
               let header = object as? [String: Any] else { throw bad("header is not a JSON object") }
         let dataSize = bytes.count - headerEnd
         var tensors: [String: Tensor] = [:]

@@ -26,9 +26,8 @@ public enum Checkpoint {
 
     enum Key: String, CodingKey { case config }
 
-    /// The checkpoint's safetensors body (`CheckpointFile.write` frames it). Refuses
-    /// (`DivergedError`) when a parameter or optimizer value is not finite: a diverged state is never
-    /// written.
+    /// The checkpoint's safetensors body (`CheckpointFile.write` frames it). `Checkpointer.write`
+    /// has checked that every value is finite.
     public static func encodeBody(trainer: Trainer) throws -> [UInt8] {
         let position = CheckpointFile.Position(
             step: trainer.step, epoch: trainer.epoch, batchInEpoch: trainer.batchInEpoch, seed: trainer.config.seed,
@@ -36,7 +35,6 @@ public enum Checkpoint {
             optimizer: trainer.optimizer.name, optimizerStep: trainer.optimizer.stepCount, learningRate: trainer.optimizer.learningRate,
             model: trainer.spec.description, worldSize: trainer.comm.size, runID: trainer.runID)
         let json = String(decoding: try JSONEncoder().encode(State(position: position, config: trainer.config)), as: UTF8.self)
-        try trainer.requireFiniteState(for: "a checkpoint")
         var sources = Weights.sources(trainer.model.store)
         for (name, buffer) in trainer.optimizer.stateBuffers {
             sources.append(.init(name: "optimizer.\(name)", shape: [buffer.count], pointer: buffer.pointer))

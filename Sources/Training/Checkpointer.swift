@@ -44,13 +44,12 @@ public final class Checkpointer {
         try rootDecides(comm, what: "checkpoint directory") {
             var isDir: ObjCBool = false
             if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) {
-                let parent = (directory as NSString).deletingLastPathComponent
-                do {
-                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                } catch {
-                    // Foundation's message hides errno; mkdir on the last component names it.
-                    let reason = mkdir(directory, 0o755) == 0 ? posixReason(error) : errnoString()
-                    throw UsageError("cannot create --checkpoint-dir \(directory)\(parent.isEmpty ? "" : " in \(parent)"): \(reason)")
+                // Foundation creates missing parents but its message hides errno; when it fails, mkdir of
+                // the last component either succeeds after all or names the reason.
+                if (try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)) == nil,
+                   mkdir(directory, 0o755) != 0 {
+                    let parent = (directory as NSString).deletingLastPathComponent
+                    throw UsageError("cannot create --checkpoint-dir \(directory)\(parent.isEmpty ? "" : " in \(parent)"): \(errnoString())")
                 }
             } else if !isDir.boolValue {
                 throw UsageError("--checkpoint-dir \(directory) is a file, not a folder")
@@ -114,20 +113,20 @@ public final class Checkpointer {
 
     /// The trainer's hook, on every rank: a checkpoint every `every` steps and at each epoch end.
     public func afterStep(_ trainer: Trainer, evaluated: Bool) throws {
-        let due = evaluated || (every > 0 && trainer.step % every == 0)
-        guard due else { return }
-        // Every rank holds the same parameters, so every rank reaches the same verdict.
-        try trainer.requireFiniteState(for: "a checkpoint")
-        if evaluated && trainer.lastEvalImproved && comm.isRoot {
-            report { try Weights.save(trainer.model, spec: trainer.spec.description, to: self.directory + "/best.safetensors") }
-        }
-        write(trainer)
+        guard evaluated || (every > 0 && trainer.step % every == 0) else { return }
+        try write(trainer, bestToo: evaluated && trainer.lastEvalImproved)
     }
 
-    /// Writes a checkpoint now (rank 0; the others return at once), verifies it on disk, then prunes
-    /// this run's older ones. Never throws: a failure is reported and nothing is pruned.
-    public func write(_ trainer: Trainer) {
+    /// Writes a checkpoint now (and `best.safetensors` with `bestToo`). Every rank first checks that
+    /// the state is finite (the ranks hold identical values, so they agree: a diverged run stops
+    /// with `DivergedError` on all of them). Rank 0 then writes, verifies the file on disk and prunes
+    /// this run's older checkpoints; a failed write is reported and nothing is pruned.
+    public func write(_ trainer: Trainer, bestToo: Bool = false) throws {
+        try trainer.requireFiniteState(for: "a checkpoint")
         guard comm.isRoot else { return }
+        if bestToo {
+            report { try Weights.save(trainer.model, spec: trainer.spec.description, to: self.directory + "/best.safetensors") }
+        }
         let path = directory + "/" + CheckpointFile.fileName(step: trainer.step, runID: trainer.runID)
         let ok = report {
             try CheckpointFile.write(body: Checkpoint.encodeBody(trainer: trainer), to: path)

@@ -257,60 +257,72 @@ public final class SharedMemoryReduce: GradientReducer {
     }
 
     /// Sums this rank's slice over all segments and updates that slice of the shared parameters.
-    /// With `clipGradNorm`, a first pass sums the slice for its squared norm, one all-reduce gives the
-    /// total, and the second pass sums again (the same values) and scales before the update.
+    /// With `clipGradNorm`, a first pass sums the slice into this rank's own segment (only this rank
+    /// reads slice r of any segment) while adding up its squared norm; one all-reduce gives the
+    /// total, and the update pass then reads the stored sums, scaled, instead of summing again.
     public func step(_ optimizer: Optimizer) throws {
         let t0 = tuning != nil ? monotonicSeconds() : 0
         var scale: Float = 1
         if let maxNorm = clipGradNorm {
+            let own = segments[comm.rank]
             normPart.pointee = 0
-            var start = slice.lowerBound
-            while start < slice.upperBound {
-                let n = min(SharedMemoryReduce.chunkSize, slice.upperBound - start)
-                sumChunk(start, n)
-                normPart.pointee += sumOfSquares(chunk.pointer, n)
-                start += n
+            forEachChunk { start, n in
+                sum(start, n, into: own + start)
+                normPart.pointee += sumOfSquares(own + start, n)
             }
             try comm.allreduceSum(normPart, count: 1, what: "allreduce(gradient norm)")
             scale = clipCoefficient(sumOfSquares: normPart.pointee, maxNorm: maxNorm)
         }
-        let sum = chunk.pointer
-        var start = slice.lowerBound
-        while start < slice.upperBound {
-            let n = min(SharedMemoryReduce.chunkSize, slice.upperBound - start)
-            sumChunk(start, n)
-            if scale < 1 { for i in 0..<n { sum[i] *= scale } }
+        forEachChunk { start, n in
+            let g: UnsafeMutablePointer<Float>
+            if clipGradNorm != nil {
+                g = segments[comm.rank] + start
+                if scale < 1 { for i in 0..<n { g[i] *= scale } }
+            } else {
+                g = chunk.pointer
+                sum(start, n, into: g)
+            }
             if streaming {
                 // Update a private copy of the chunk, then stream it out.
                 let p = parameterChunk.pointer
                 p.update(from: parameters + start, count: n)
-                optimizer.update(parameters: p, gradients: sum, offset: start, count: n)
+                optimizer.update(parameters: p, gradients: g, offset: start, count: n)
                 Kernels.streamingCopy(p, to: parameters + start, count: n)
             } else {
-                optimizer.update(parameters: parameters + start, gradients: sum, offset: start, count: n)
+                optimizer.update(parameters: parameters + start, gradients: g, offset: start, count: n)
             }
-            start += n
         }
         optimizer.stepCount = optimizer.stepCount + 1
         if let t = tuning { try tune(t, seconds: monotonicSeconds() - t0) }
     }
 
-    /// `chunk[0..<n]` = values `start ..< start + n` summed over every rank's segment, in rank order.
+    /// Calls `body(start, n)` for this rank's slice in chunks of at most `chunkSize` values.
     @inline(__always)
-    private func sumChunk(_ start: Int, _ n: Int) {
-        let sum = chunk.pointer
+    private func forEachChunk(_ body: (Int, Int) -> Void) {
+        var start = slice.lowerBound
+        while start < slice.upperBound {
+            let n = min(SharedMemoryReduce.chunkSize, slice.upperBound - start)
+            body(start, n)
+            start += n
+        }
+    }
+
+    /// `out[0..<n]` = values `start ..< start + n` summed over every rank's segment, in rank order.
+    /// `out` may be this rank's own segment at `start`: each value is read before it is written.
+    @inline(__always)
+    private func sum(_ start: Int, _ n: Int, into out: UnsafeMutablePointer<Float>) {
         let w = segments.count
         var i = 0
         while i + 16 <= n {
             var s = load16(segments[0], start + i)
             for q in 1..<w { s += load16(segments[q], start + i) }
-            store16(s, sum, i)
+            store16(s, out, i)
             i += 16
         }
         while i < n {
             var s = segments[0][start + i]
             for q in 1..<w { s += segments[q][start + i] }
-            sum[i] = s
+            out[i] = s
             i += 1
         }
     }

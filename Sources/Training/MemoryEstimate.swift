@@ -6,36 +6,39 @@ import NN
 /// What a run will allocate, estimated before anything large is allocated, against the memory this
 /// machine has. A run that cannot fit is refused with one line instead of dying in an allocation.
 public struct MemoryEstimate {
-    /// (what, bytes) per rank.
+    /// (what, bytes) per rank; a size that overflows is Int.max.
     public var items: [(String, Int)] = []
 
     public init() {}
 
-    public var total: Int { items.reduce(0) { $0.addingReportingOverflow($1.1).overflow ? Int.max : $0 + $1.1 } }
+    public var total: Int { items.reduce(0) { MemoryEstimate.saturating($0, plus: $1.1) } }
 
-    public mutating func add(_ what: String, floats: Int) { add(what, bytes: floats.multipliedReportingOverflow(by: 4)) }
-    public mutating func add(_ what: String, bytes: (partialValue: Int, overflow: Bool)) {
-        items.append((what, bytes.overflow ? Int.max : bytes.partialValue))
+    static func saturating(_ a: Int, times b: Int) -> Int {
+        let (p, overflow) = a.multipliedReportingOverflow(by: b)
+        return overflow ? Int.max : p
     }
-    public mutating func add(_ what: String, bytes: Int) { items.append((what, bytes)) }
+
+    static func saturating(_ a: Int, plus b: Int) -> Int {
+        let (s, overflow) = a.addingReportingOverflow(b)
+        return overflow ? Int.max : s
+    }
 
     /// The data of `--dataset synthetic:N` (train and test), before it is generated.
     public static func syntheticData(_ kind: DatasetKind) -> MemoryEstimate {
         var e = MemoryEstimate()
         if case .synthetic(let n) = kind {
-            let sample = Synthetic.side * Synthetic.side + 4
-            e.add("data", bytes: (n + max(n / 5, 100)).multipliedReportingOverflow(by: sample))
+            e.items.append(("data", saturating(n + max(n / 5, 100), times: Synthetic.side * Synthetic.side + 4)))
         }
         return e
     }
 
     /// The model's parameters, gradients, optimizer state and activations.
     public static func model(_ spec: ModelSpec, inputCount: Int, classes: Int, maxBatch: Int, stateBuffers: Int) -> MemoryEstimate {
+        let paramBytes = saturating(spec.parameterCount(inputCount: inputCount, classes: classes), times: 4)
         var e = MemoryEstimate()
-        let params = spec.parameterCount(inputCount: inputCount, classes: classes)
-        e.add("parameters and gradients", floats: params.multipliedReportingOverflow(by: 2).partialValue)
-        e.add("optimizer state", floats: params.multipliedReportingOverflow(by: stateBuffers).partialValue)
-        e.add("activations", floats: spec.activationCount(inputCount: inputCount, classes: classes, maxBatch: maxBatch))
+        e.items.append(("parameters and gradients", saturating(paramBytes, times: 2)))
+        e.items.append(("optimizer state", saturating(paramBytes, times: stateBuffers)))
+        e.items.append(("activations", saturating(spec.activationCount(inputCount: inputCount, classes: classes, maxBatch: maxBatch), times: 4)))
         return e
     }
 
@@ -63,13 +66,9 @@ public struct MemoryEstimate {
 
     /// Refuses (on every rank alike) when the ranks on some machine would need more than it has.
     public func check(comm: Communicator, what: String) throws {
-        let need = total
-        let perNode = need.multipliedReportingOverflow(by: comm.localSize)
-        let nodeNeed = perNode.overflow ? Int.max : perNode.partialValue
-        let short = UInt64(nodeNeed > MemoryEstimate.availableBytes() ? 1 : 0)
-        let verdicts = comm.size > 1 ? try comm.allgather(short, what: "allgather(memory check)") : [short]
-        guard verdicts.contains(1) else { return }
-        let available = MemoryEstimate.availableBytes()
+        let need = total, available = MemoryEstimate.availableBytes()
+        let short: UInt64 = MemoryEstimate.saturating(need, times: comm.localSize) > available ? 1 : 0
+        guard try comm.allgather(short, what: "allgather(memory check)").contains(1) else { return }
         let detail = items.filter { $0.1 > 0 }.map { "\($0.0) \(MemoryEstimate.format($0.1))" }.joined(separator: ", ")
         throw UsageError("\(what) needs about \(MemoryEstimate.format(need)) per rank (\(detail))"
             + (comm.localSize > 1 ? " x \(comm.localSize) ranks on this machine" : "")

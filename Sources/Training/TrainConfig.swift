@@ -77,8 +77,6 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             _ = try lossKind
             _ = try schedule
             try optimizerConfig.validate()
-        } catch let error as UsageError {
-            throw error
         } catch {
             throw UsageError("\(error)")
         }

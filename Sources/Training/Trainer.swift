@@ -131,10 +131,7 @@ public final class Trainer {
 
         // Identical start: rank 0's parameters (its own init, or the file only it reads) go to every rank.
         if let path = config.initWeights {
-            try rootDecides(comm, what: "init weights") {
-                try Weights.load(model, from: path)
-                try requireFiniteParameters(what: path)
-            }
+            try rootDecides(comm, what: "init weights") { try Weights.load(model, from: path) }
         }
         try broadcastParameters()
     }
@@ -314,7 +311,7 @@ public final class Trainer {
             if n > 0 && last {
                 model.backward(batch: n, context: context) { [reducer] offset in reducer.ready(from: offset) }
             } else if n > 0 {
-                model.backward(batch: n, context: context)
+                model.backward(batch: n, context: context)  // an earlier micro-batch: nothing is final yet
             }
             clock.lap(&times.backward)
         }
@@ -348,19 +345,14 @@ public final class Trainer {
     /// Throws `DivergedError` unless every parameter and optimizer value is finite. Called on every
     /// rank before anything is written: the ranks hold identical values and agree.
     public func requireFiniteState(for what: String) throws {
-        try requireFiniteParameters(what: "the model")
+        let store = model.store
+        if !store.parameters.allFinite {
+            let name = store.entries.first { e in UnsafeBufferPointer(start: store.parameterPointer(e.offset), count: e.count)
+                .contains { !$0.isFinite } }?.name ?? "?"
+            throw DivergedError("training diverged by step \(step): parameter '\(name)' holds a non-finite value; nothing was written")
+        }
         for (name, buffer) in optimizer.stateBuffers where !buffer.allFinite {
             throw DivergedError("training diverged by step \(step): optimizer state '\(name)' holds a non-finite value; \(what) was not written")
-        }
-    }
-
-    private func requireFiniteParameters(what: String) throws {
-        guard model.store.parameters.allFinite else {
-            let name = model.store.entries.first { e in !(0..<e.count).allSatisfy { model.store.parameterPointer(e.offset)[$0].isFinite } }?.name ?? "?"
-            if what == "the model" {
-                throw DivergedError("training diverged by step \(step): parameter '\(name)' holds a non-finite value; nothing was written")
-            }
-            throw DataError("\(what): tensor '\(name)' holds a non-finite value")
         }
     }
 

@@ -18,9 +18,13 @@ public enum Weights {
         try SafeTensors.read(path: path).metadata["ddp_train.model"]
     }
 
-    /// Copies a file's tensors into the model, checking that names and shapes match exactly.
+    /// Copies a file's tensors into the model, checking that names and shapes match exactly and that
+    /// every value is finite (`--init-weights`, evaluate, predict).
     public static func load(_ model: Sequential, from path: String) throws {
         let file = try SafeTensors.read(path: path)
+        for name in file.order where file.tensors[name]!.values.contains(where: { !$0.isFinite }) {
+            throw DataError("\(path): tensor '\(name)' holds a non-finite value")
+        }
         try load(model.store, tensors: file.tensors, source: path)
     }
 
