@@ -95,7 +95,7 @@ struct WeightsOptions: ParsableArguments {
     /// Builds the model the file needs (`--model`, else the spec saved in it) and loads the weights.
     func load(for data: Dataset, maxBatch: Int) throws -> (Sequential, ModelSpec) {
         let spec = try ModelSpec(parsing: try model ?? Weights.modelSpec(in: weights) ?? "mlp:512,512")
-        let net = spec.build(inputShape: data.sampleShape, classes: data.classes, maxBatch: maxBatch, seed: 0)
+        let net = try spec.build(inputShape: data.sampleShape, classes: data.classes, maxBatch: maxBatch, seed: 0)
         try Weights.load(net, from: weights)
         return (net, spec)
     }

@@ -4,22 +4,36 @@ import Foundation
 /// `{"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}`
 /// padded with spaces to a multiple of 8, then the tensors' little-endian bytes, back to back.
 public enum SafeTensors {
+    /// A tensor read from a file: F32 values, or I64 values (BatchNorm's num_batches_tracked).
     public struct Tensor: Equatable {
         public var shape: [Int]
         public var values: [Float]
+        /// The values of an I64 tensor (`values` is then empty).
+        public var integers: [Int64]?
         public init(shape: [Int], values: [Float]) { self.shape = shape; self.values = values }
+        public init(shape: [Int], integers: [Int64]) { self.shape = shape; self.values = []; self.integers = integers }
+        public var dtype: String { integers == nil ? "F32" : "I64" }
     }
 
-    /// A named F32 tensor to write: `count` floats at `pointer`.
+    /// A named tensor to write: `count` F32 or I64 values at `pointer`.
     public struct Source {
         public let name: String
         public let shape: [Int]
-        public let pointer: UnsafePointer<Float>
+        public let pointer: UnsafeRawPointer
+        public let dtype: String
         public init(name: String, shape: [Int], pointer: UnsafePointer<Float>) {
             self.name = name
             self.shape = shape
-            self.pointer = pointer
+            self.pointer = UnsafeRawPointer(pointer)
+            dtype = "F32"
         }
+        public init(name: String, shape: [Int], int64Pointer: UnsafePointer<Int64>) {
+            self.name = name
+            self.shape = shape
+            self.pointer = UnsafeRawPointer(int64Pointer)
+            dtype = "I64"
+        }
+        var bytes: Int { shape.reduce(1, *) * (dtype == "I64" ? 8 : 4) }
     }
 
     /// The file's bytes, tensors in the order given.
@@ -32,10 +46,10 @@ public enum SafeTensors {
         }
         var offset = 0
         for t in tensors {
-            let bytes = t.shape.reduce(1, *) * 4
+            let bytes = t.bytes
             if !first { json += "," }
             first = false
-            json += "\(quote(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            json += "\(quote(t.name)):{\"dtype\":\"\(t.dtype)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
             offset += bytes
         }
         json += "}"
@@ -47,8 +61,7 @@ public enum SafeTensors {
         withUnsafeBytes(of: &n) { out += $0 }
         out += header
         for t in tensors {
-            let count = t.shape.reduce(1, *)
-            out += UnsafeRawBufferPointer(start: t.pointer, count: count * 4)  // x86-64 and ARM64 are little-endian
+            out += UnsafeRawBufferPointer(start: t.pointer, count: t.bytes)  // x86-64 and ARM64 are little-endian
         }
         return out
     }
@@ -85,18 +98,24 @@ public enum SafeTensors {
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
             else { throw bad("entry '\(key)' lacks dtype, shape or data_offsets") }
-            guard dtype == "F32" else { throw DataError("\(name): tensor '\(key)' has dtype \(dtype); only F32 is supported") }
-            guard let count = elementCount(shape), count <= dataSize / 4 else {
+            guard dtype == "F32" || dtype == "I64" else {
+                throw DataError("\(name): tensor '\(key)' has dtype \(dtype); only F32 (and I64 for counters) is supported")
+            }
+            let size = dtype == "I64" ? 8 : 4
+            guard let count = elementCount(shape), count <= dataSize / size else {
                 throw bad("tensor '\(key)' has shape \(shape), larger than the file (truncated?)")
             }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, end >= begin, end <= dataSize else { throw bad("tensor '\(key)' lies outside the file (truncated?)") }
-            guard end - begin == count * 4 else { throw bad("tensor '\(key)': shape \(shape) needs \(count * 4) bytes, offsets give \(end - begin)") }
-            var values = [Float](repeating: 0, count: count)
-            values.withUnsafeMutableBytes { dst in
-                bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(headerEnd + begin)..<(headerEnd + end)])) }
+            guard end - begin == count * size else { throw bad("tensor '\(key)': shape \(shape) needs \(count * size) bytes, offsets give \(end - begin)") }
+            func load<T: Numeric>(_: T.Type) -> [T] {
+                var values = [T](repeating: 0, count: count)
+                values.withUnsafeMutableBytes { dst in
+                    bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(headerEnd + begin)..<(headerEnd + end)])) }
+                }
+                return values
             }
-            tensors[key] = Tensor(shape: shape, values: values)
+            tensors[key] = dtype == "I64" ? Tensor(shape: shape, integers: load(Int64.self)) : Tensor(shape: shape, values: load(Float.self))
             spans.append((begin, end, key))
         }
         // By (begin, end): a zero-size tensor may share its offset with the next one (it sorts first),

@@ -56,3 +56,17 @@ public enum BLAS {
     public static var threads: Int { Int(openblas_get_num_threads()) }
     public static var coreName: String { String(cString: openblas_get_corename()) }
 }
+
+/// One matrix product C[m, n] = op(A)[m, k] op(B)[k, n], as a layer makes it in a training step,
+/// `repeats` times (Conv2d: once per sample).
+public struct GEMMShape: Equatable, Sendable {
+    public var m: Int, n: Int, k: Int
+    public var transA: Bool, transB: Bool
+    public var repeats: Int
+    public init(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, repeats: Int = 1) {
+        self.m = m; self.n = n; self.k = k
+        self.transA = transA; self.transB = transB
+        self.repeats = repeats
+    }
+    public var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(repeats) }
+}

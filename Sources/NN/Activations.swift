@@ -32,23 +32,33 @@ public enum ActivationKind: Sendable {
         }
     }
 
-    /// y = f(x) over `count` values. The kind is chosen once per call, so each loop is compiled for
-    /// one function.
-    func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+    /// Calls `body` with f, chosen once, so that the loop inside `body` is compiled for one function
+    /// (activation layers, and the epilogues of the layers that fuse them).
+    @inline(__always) func withFunction(_ body: ((Float) -> Float) -> Void) {
         switch self {
-        case .relu: for i in 0..<count { y[i] = ActivationKind.relu.apply(x[i]) }
-        case .sigmoid: for i in 0..<count { y[i] = ActivationKind.sigmoid.apply(x[i]) }
-        case .tanh: for i in 0..<count { y[i] = ActivationKind.tanh.apply(x[i]) }
+        case .relu: body { ActivationKind.relu.apply($0) }
+        case .sigmoid: body { ActivationKind.sigmoid.apply($0) }
+        case .tanh: body { ActivationKind.tanh.apply($0) }
         }
+    }
+
+    /// Calls `body` with y -> f'(x), chosen once.
+    @inline(__always) func withDerivative(_ body: ((Float) -> Float) -> Void) {
+        switch self {
+        case .relu: body { ActivationKind.relu.derivative(output: $0) }
+        case .sigmoid: body { ActivationKind.sigmoid.derivative(output: $0) }
+        case .tanh: body { ActivationKind.tanh.derivative(output: $0) }
+        }
+    }
+
+    /// y = f(x) over `count` values.
+    func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        withFunction { f in for i in 0..<count { y[i] = f(x[i]) } }
     }
 
     /// dx = dy * f'(x), from y = f(x), over `count` values.
     func backward(y: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int) {
-        switch self {
-        case .relu: for i in 0..<count { dx[i] = dy[i] * ActivationKind.relu.derivative(output: y[i]) }
-        case .sigmoid: for i in 0..<count { dx[i] = dy[i] * ActivationKind.sigmoid.derivative(output: y[i]) }
-        case .tanh: for i in 0..<count { dx[i] = dy[i] * ActivationKind.tanh.derivative(output: y[i]) }
-        }
+        withDerivative { d in for i in 0..<count { dx[i] = dy[i] * d(y[i]) } }
     }
 }
 
@@ -97,11 +107,18 @@ public final class Tanh: Activation {
     public var typeName: String { "Tanh" }
 }
 
-/// Reshapes (C, H, W) to (C*H*W). Its output is its input's memory.
+/// Reshapes (C, H, W) to (C*H*W), as torch.nn.Flatten. Its output is its input's memory.
 public final class Flatten: Layer {
     public let inputShape: Shape
-    public init(_ inputShape: Shape) { self.inputShape = inputShape }
+    /// The reshape that `mlp:` presets put first: torch's model has no module for it (the tutorials
+    /// flatten in the training loop), so it takes no index in the tensor names.
+    public let implicit: Bool
+    public init(_ inputShape: Shape, implicit: Bool = false) {
+        self.inputShape = inputShape
+        self.implicit = implicit
+    }
     public var typeName: String { "Flatten" }
+    public var hasTorchIndex: Bool { !implicit }
     public var outputShape: Shape { Shape(inputShape.count) }
     public var isView: Bool { true }
 

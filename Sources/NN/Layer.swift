@@ -1,8 +1,15 @@
 import Engine
 
+/// Sums values over every rank that takes part in a training step, in a fixed order, so that every
+/// rank gets the same result (synchronized BatchNorm's per-channel statistics). The trainer provides
+/// it; without one (one process, evaluation) a layer's batch is the whole batch.
+public protocol CrossReplicaSum: AnyObject {
+    func sum(_ values: UnsafeMutablePointer<Double>, count: Int)
+}
+
 /// What a layer may need to know about the current step besides its input.
 public struct StepContext {
-    /// Train mode (Dropout active) or eval mode.
+    /// Train mode (Dropout active, BatchNorm on batch statistics) or eval mode.
     public var training: Bool
     /// Run seed and optimizer step: with `sampleIDs` they key Dropout's counter-based masks, so a mask
     /// does not depend on which rank holds a sample, and resume needs no RNG state.
@@ -13,38 +20,53 @@ public struct StepContext {
     /// false: backward *writes* parameter gradients (no zeroing pass needed before it);
     /// true: it *adds* to them (gradient accumulation over several backward passes).
     public var accumulateGradients: Bool
+    /// The ranks whose samples form the global batch (BatchNorm's statistics), or nil: this batch alone.
+    public var replicas: CrossReplicaSum?
 
     public init(training: Bool, seed: UInt64 = 0, step: UInt64 = 0, sampleIDs: UnsafePointer<Int32>? = nil,
-                accumulateGradients: Bool = false) {
+                accumulateGradients: Bool = false, replicas: CrossReplicaSum? = nil) {
         self.training = training
         self.seed = seed
         self.step = step
         self.sampleIDs = sampleIDs
         self.accumulateGradients = accumulateGradients
+        self.replicas = replicas
     }
 
     public static let eval = StepContext(training: false)
 }
 
 /// A layer with explicit forward and backward, llm.c style: plain pointers in, plain pointers out.
-/// Shapes are per sample; buffers hold `batch` samples row-major. `backward` writes the parameter
-/// gradients, or adds to them when `context.accumulateGradients`, and writes the input gradient `dx`
-/// (nil when nobody needs it).
+/// Shapes are per sample; buffers hold `batch` samples row-major (N, C, H, W). `backward` writes the
+/// parameter gradients, or adds to them when `context.accumulateGradients`, and writes the input
+/// gradient `dx` (nil when nobody needs it). A layer must accept `batch == 0` (a rank with no samples
+/// still joins every collective a step makes).
+///
+/// Memory is declared once: `reserve` names the parameters, buffers, workspace and scratch the layer
+/// needs for `maxBatch` samples; after the store is sealed, `bind` takes pointers that stay valid
+/// for the model's life.
 public protocol Layer: AnyObject {
-    /// PyTorch's class name, for the summary.
+    /// PyTorch's module, for the summary: "Conv2d(1, 32, kernel_size=3)".
     var typeName: String { get }
     var inputShape: Shape { get }
     var outputShape: Shape { get }
-    /// True when the output is the input's memory (Flatten): the model gives it no buffer of its own.
+    /// True when the output is the input's memory (Flatten, a fused activation): no buffer of its own.
     var isView: Bool { get }
+    /// False for a layer that the equivalent torch.nn.Sequential would not have (the Flatten that
+    /// `mlp:` presets put first): it takes no index in the tensor names.
+    var hasTorchIndex: Bool { get }
 
-    /// Reserves this layer's parameters in the flat store, named `prefix + "weight"` etc.
-    func reserveParameters(in store: ParameterStore, prefix: String)
-    /// Takes pointers into the store's buffers, once the store is sealed.
+    /// Reserves this layer's memory: parameters named `prefix + "weight"` etc., buffers, workspace
+    /// and scratch for batches of up to `maxBatch` samples.
+    func reserve(in store: ParameterStore, prefix: String, maxBatch: Int)
+    /// Takes pointers into the sealed store, once.
     func bind(to store: ParameterStore)
     /// PyTorch's default initialization.
     func resetParameters(rng: inout RandomStream)
     var parameterCount: Int { get }
+    /// The matrix products one training step makes at `batch` samples (the bench's sgemm bound);
+    /// `inputGrad`: whether backward computes dx.
+    func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape]
 
     func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext)
     func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
@@ -53,15 +75,17 @@ public protocol Layer: AnyObject {
 
 extension Layer {
     public var isView: Bool { false }
-    public func reserveParameters(in store: ParameterStore, prefix: String) {}
+    public var hasTorchIndex: Bool { true }
+    public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {}
     public func bind(to store: ParameterStore) {}
     public func resetParameters(rng: inout RandomStream) {}
     public var parameterCount: Int { 0 }
+    public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] { [] }
 }
 
-/// A layer that can apply the elementwise activation after it in its own output pass (Linear: in
-/// the epilogue after the GEMM, and f' in the backward pass that sums the bias gradient). Sequential
-/// offers each such layer the activation that follows it; the activation then becomes a view.
+/// A layer that can apply the elementwise activation after it in its own output pass (Linear and
+/// Conv2d: in the epilogue after the GEMM, and f' in the backward pass that sums the bias gradient).
+/// A chain offers each such layer the activation that follows it; the activation then becomes a view.
 public protocol FusesActivation: Layer {
     /// Takes over `kind`; false when this layer cannot (it then runs on its own).
     func fuse(_ kind: ActivationKind) -> Bool
@@ -71,4 +95,11 @@ public protocol FusesActivation: Layer {
 /// two of them in one model draw different masks.
 public protocol KeyedRandomness: Layer {
     var randomnessIndex: UInt64 { get set }
+}
+
+/// A layer made of other layers (a residual block): the model numbers their randomness too, and the
+/// summary lists them.
+public protocol ContainsLayers: Layer {
+    /// Direct children and their names inside the block ("body.0", "shortcut").
+    var children: [(name: String, layer: Layer)] { get }
 }

@@ -16,7 +16,7 @@ public final class Linear: FusesActivation {
     public let inFeatures: Int
     public let outFeatures: Int
     public let hasBias: Bool
-    public var typeName: String { "Linear" }
+    public var typeName: String { "Linear(in_features=\(inFeatures), out_features=\(outFeatures)\(hasBias ? "" : ", bias=False"))" }
     public var inputShape: Shape { Shape(inFeatures) }
     public var outputShape: Shape { Shape(outFeatures) }
     public var parameterCount: Int { outFeatures * inFeatures + (hasBias ? outFeatures : 0) }
@@ -34,7 +34,7 @@ public final class Linear: FusesActivation {
         noBias = FloatBuffer(count: bias ? 0 : outFeatures)
     }
 
-    public func reserveParameters(in store: ParameterStore, prefix: String) {
+    public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {
         weightOffset = store.reserve(name: prefix + "weight", shape: [outFeatures, inFeatures])
         if hasBias { biasOffset = store.reserve(name: prefix + "bias", shape: [outFeatures]) }
     }
@@ -48,6 +48,13 @@ public final class Linear: FusesActivation {
         }
     }
 
+    /// Forward y = x W^T, the weight gradient dy^T x, and (when an earlier layer trains) dx = dy W.
+    public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] {
+        [GEMMShape(m: batch, n: outFeatures, k: inFeatures, transA: false, transB: true),
+         GEMMShape(m: outFeatures, n: inFeatures, k: batch, transA: true, transB: false)]
+            + (inputGrad ? [GEMMShape(m: batch, n: inFeatures, k: outFeatures, transA: false, transB: false)] : [])
+    }
+
     /// kaiming_uniform_(a=sqrt(5)) for the weight, which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
     /// and the same bound for the bias, as torch.nn.Linear.reset_parameters.
     public func resetParameters(rng: inout RandomStream) {
@@ -59,13 +66,11 @@ public final class Linear: FusesActivation {
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         Kernels.gemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
                      a: x, lda: inFeatures, b: weight, ldb: inFeatures, beta: 0, c: y, ldc: outFeatures)
-        // Epilogue, one pass over y: bias, then the fused activation, chosen once per call so that
-        // each loop is compiled for one function.
-        switch activation {
-        case nil: if hasBias { epilogue(y, rows: batch) { $0 } }
-        case .relu?: epilogue(y, rows: batch) { ActivationKind.relu.apply($0) }
-        case .sigmoid?: epilogue(y, rows: batch) { ActivationKind.sigmoid.apply($0) }
-        case .tanh?: epilogue(y, rows: batch) { ActivationKind.tanh.apply($0) }
+        // Epilogue, one pass over y: bias, then the fused activation.
+        if let activation {
+            activation.withFunction { f in epilogue(y, rows: batch, f) }
+        } else if hasBias {
+            epilogue(y, rows: batch) { $0 }
         }
     }
 
@@ -85,11 +90,10 @@ public final class Linear: FusesActivation {
         // With a fused activation, dy becomes the gradient before it, in place (the buffer is this
         // layer's own output gradient), in the same pass that sums the bias gradient.
         let g = UnsafeMutablePointer(mutating: dy)
-        switch activation {
-        case nil: if let biasGrad { Kernels.columnSums(dy, rows: batch, cols: outFeatures, into: biasGrad, accumulate: accumulate) }
-        case .relu?: preActivationGradient(g, y, rows: batch, accumulate: accumulate) { ActivationKind.relu.derivative(output: $0) }
-        case .sigmoid?: preActivationGradient(g, y, rows: batch, accumulate: accumulate) { ActivationKind.sigmoid.derivative(output: $0) }
-        case .tanh?: preActivationGradient(g, y, rows: batch, accumulate: accumulate) { ActivationKind.tanh.derivative(output: $0) }
+        if let activation {
+            activation.withDerivative { d in preActivationGradient(g, y, rows: batch, accumulate: accumulate, d) }
+        } else if let biasGrad {
+            Kernels.columnSums(dy, rows: batch, cols: outFeatures, into: biasGrad, accumulate: accumulate)
         }
         // dW (out, in) (+)= dy^T (out, B) x (B, in)
         Kernels.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,

@@ -1,93 +1,55 @@
 import Engine
 
-/// A chain of layers over one flat parameter store, with every activation and activation gradient
-/// allocated once for `maxBatch` samples. A forward or backward pass allocates nothing.
+/// A model: a chain of layers over one `ParameterStore`. Every parameter, buffer, activation and
+/// activation gradient is declared while the model is built and allocated once, for `maxBatch`
+/// samples, in memory that never moves; a forward or backward pass allocates nothing.
 ///
-/// `torchIndex[i]` is layer i's index in the equivalent torch.nn.Sequential, which has no leading
-/// Flatten; parameters are named "\(index).weight" and "\(index).bias" as in its state_dict.
+/// Building takes two steps, so that the caller can choose where the parameters and gradients live
+/// before any layer takes a pointer: `init(layers:maxBatch:)` reserves, `allocate` seals the store
+/// and binds every layer once. `init(layers:maxBatch:seed:)` does both in private memory.
+///
+/// Tensor names are those of the equivalent torch.nn.Sequential's state_dict: "\(index).weight".
 public final class Sequential {
-    public let layers: [Layer]
     public let store = ParameterStore()
     public let maxBatch: Int
     public let inputShape: Shape
     public let outputShape: Shape
-    /// Torch index of each layer, nil for the leading Flatten that torch's model would not have.
-    public let torchIndex: [Int?]
+    private let chain: LayerChain
     /// First flat-buffer offset of each layer's parameters (nil for a layer without parameters).
     public let parameterStart: [Int?]
 
-    private var activations: [UnsafeMutablePointer<Float>] = []
-    private var activationGrads: [UnsafeMutablePointer<Float>] = []
-    private var ownedBuffers: [FloatBuffer] = []
-    private let needsInputGrad: [Bool]
+    public var layers: [Layer] { chain.layers }
+    /// Torch index of each layer, nil for one the torch model would not have.
+    public var torchIndex: [Int?] { chain.torchIndex }
 
-    public init(layers: [Layer], maxBatch: Int, seed: UInt64) {
-        precondition(!layers.isEmpty && maxBatch > 0)
-        self.layers = layers
+    /// Reserves the model's memory; `allocate` must follow.
+    public init(layers: [Layer], maxBatch: Int) {
+        precondition(maxBatch > 0)
         self.maxBatch = maxBatch
-        inputShape = layers[0].inputShape
-        outputShape = layers[layers.count - 1].outputShape
-
-        var index: [Int?] = []
-        var next = 0
-        for (i, layer) in layers.enumerated() {
-            if i == 0 && layer is Flatten { index.append(nil) } else { index.append(next); next += 1 }
-        }
-        torchIndex = index
-
-        var starts: [Int?] = []
-        for (i, layer) in layers.enumerated() {
-            let before = store.count
-            layer.reserveParameters(in: store, prefix: index[i].map { "\($0)." } ?? "")
-            starts.append(store.count > before ? store.entries.first { $0.offset >= before }?.offset : nil)
-        }
-        parameterStart = starts
-        store.seal()
-        for layer in layers { layer.bind(to: store) }
-
-        // A layer that can fuse the activation after it applies it in its own pass; the activation
-        // becomes a view.
-        for i in 0..<(layers.count - 1) {
-            if let fuser = layers[i] as? FusesActivation, let act = layers[i + 1] as? Activation, fuser.fuse(act.kind) {
-                act.fusedIntoPrevious = true
-            }
-        }
-
+        chain = LayerChain(layers: layers, ownsInput: true, inputNeedsGrad: false)
+        inputShape = chain.inputShape
+        outputShape = chain.outputShape
+        parameterStart = chain.reserve(in: store, prefix: "", maxBatch: maxBatch)
         var randomIndex: UInt64 = 0
-        for case let keyed as KeyedRandomness in layers {
+        for case let keyed as KeyedRandomness in chain.allLayers {
             keyed.randomnessIndex = randomIndex
             randomIndex += 1
         }
-
-        // A layer needs dx only if some earlier layer has parameters.
-        var seenParams = false
-        var needs: [Bool] = []
-        for layer in layers { needs.append(seenParams); if layer.parameterCount > 0 { seenParams = true } }
-        needsInputGrad = needs
-
-        let input = FloatBuffer(count: maxBatch * inputShape.count)
-        let inputGrad = FloatBuffer(count: maxBatch * inputShape.count)
-        ownedBuffers = [input, inputGrad]
-        activations = [input.pointer]
-        activationGrads = [inputGrad.pointer]
-        for layer in layers {
-            if layer.isView {
-                activations.append(activations.last!)
-                activationGrads.append(activationGrads.last!)
-            } else {
-                let y = FloatBuffer(count: maxBatch * layer.outputShape.count)
-                let dy = FloatBuffer(count: maxBatch * layer.outputShape.count)
-                ownedBuffers += [y, dy]
-                activations.append(y.pointer)
-                activationGrads.append(dy.pointer)
-            }
-        }
-        resetParameters(seed: seed)
     }
 
-    /// Points every layer at the store's buffers again (after `store.moveGradients` or `moveParameters`).
-    public func rebind() {
-        for layer in layers { layer.bind(to: store) }
+    /// A model in private memory, initialized from `seed`.
+    public convenience init(layers: [Layer], maxBatch: Int, seed: UInt64) {
+        self.init(layers: layers, maxBatch: maxBatch)
+        allocate(initializeParametersWithSeed: seed)
+    }
+
+    /// Seals the store (parameters and gradients in `parameters`/`gradients` when given, e.g.
+    /// node-shared windows) and binds every layer, once. With a seed, writes torch's default
+    /// initialization into the parameters and resets the buffers.
+    public func allocate(parameters: FloatBuffer? = nil, gradients: FloatBuffer? = nil, initializeParametersWithSeed seed: UInt64?) {
+        store.seal(parameters: parameters, gradients: gradients)
+        chain.bind(to: store)
+        if let seed { resetParameters(seed: seed) }
     }
 
     public func resetParameters(seed: UInt64) {
@@ -96,47 +58,52 @@ public final class Sequential {
     }
 
     /// Where the caller writes a batch of inputs: (maxBatch, inputShape).
-    public var input: UnsafeMutablePointer<Float> { activations[0] }
+    public var input: UnsafeMutablePointer<Float> { chain.input }
     /// The outputs of the last `forward`: (batch, outputShape).
-    public var output: UnsafePointer<Float> { UnsafePointer(activations[layers.count]) }
+    public var output: UnsafePointer<Float> { UnsafePointer(chain.output(input: chain.input)) }
     /// Where the loss writes d(loss)/d(output) before `backward`.
-    public var outputGrad: UnsafeMutablePointer<Float> { activationGrads[layers.count] }
+    public var outputGrad: UnsafeMutablePointer<Float> { chain.outputGrad! }
     public var classes: Int { outputShape.count }
 
     public func forward(batch: Int, context: StepContext) {
         precondition(batch <= maxBatch)
-        for i in 0..<layers.count {
-            layers[i].forward(activations[i], activations[i + 1], batch: batch, context: context)
-        }
+        chain.forward(chain.input, batch: batch, context: context)
     }
 
     /// Backpropagates `outputGrad` into the store's gradients (written, or added to when
     /// `context.accumulateGradients`). After each layer with parameters, `parametersReady(offset)`
     /// says that every gradient at or after `offset` is final, so a reducer can start on it.
     public func backward(batch: Int, context: StepContext, parametersReady: (Int) -> Void = { _ in }) {
-        for i in stride(from: layers.count - 1, through: 0, by: -1) {
-            layers[i].backward(x: activations[i], y: activations[i + 1], dy: activationGrads[i + 1],
-                               dx: needsInputGrad[i] ? activationGrads[i] : nil, batch: batch, context: context)
+        chain.backward(chain.input, dx: nil, batch: batch, context: context) { i in
             if let start = parameterStart[i] { parametersReady(start) }
         }
     }
 
     public var parameterCount: Int { store.trainableCount }
 
-    /// One line per layer, the tutorials' model summary.
+    /// The GEMMs of one training step at `batch` samples, every layer's (blocks' inner layers included).
+    public func gemms(batch: Int) -> [GEMMShape] { chain.gemms(batch: batch) }
+
+    /// One line per layer, the tutorials' model summary: torch name, module, output shape, parameters.
     public func summary(title: String = "Model") -> String {
-        var lines = ["\(title):"]
-        let header = "  " + pad("Layer", 22) + pad("Output shape", 16) + "Params"
-        lines.append(header)
-        lines.append("  " + String(repeating: "-", count: 46))
-        func batched(_ s: Shape) -> String { "[B" + s.dims.map { ", \($0)" }.joined() + "]" }
-        lines.append("  " + pad("Input", 22) + pad(batched(inputShape), 16) + "0")
-        for (i, layer) in layers.enumerated() {
-            let name = torchIndex[i].map { "\($0): " } ?? "-: "
-            lines.append("  " + pad(name + layer.typeName, 22) + pad(batched(layer.outputShape), 16) + String(layer.parameterCount))
+        var rows: [(String, String, String)] = [("Input", "[B" + inputShape.dims.map { ", \($0)" }.joined() + "]", "0")]
+        func add(_ layer: Layer, name: String, depth: Int) {
+            let shape = "[B" + layer.outputShape.dims.map { ", \($0)" }.joined() + "]"
+            rows.append((String(repeating: "  ", count: depth) + name + layer.typeName, shape, String(layer.parameterCount)))
+            if let block = layer as? ContainsLayers {
+                for child in block.children { add(child.layer, name: child.name + ": ", depth: depth + 1) }
+            }
         }
-        lines.append("  " + String(repeating: "-", count: 46))
+        for (i, layer) in layers.enumerated() { add(layer, name: torchIndex[i].map { "\($0): " } ?? "-: ", depth: 0) }
+        let w0 = max(22, rows.map(\.0.count).max()! + 2), w1 = max(16, rows.map(\.1.count).max()! + 2)
+        let rule = "  " + String(repeating: "-", count: w0 + w1 + 8)
+        var lines = ["\(title):", "  " + pad("Layer", w0) + pad("Output shape", w1) + "Params", rule]
+        for r in rows { lines.append("  " + pad(r.0, w0) + pad(r.1, w1) + r.2) }
+        lines.append(rule)
         lines.append("  Total parameters: \(parameterCount)")
+        if !store.bufferEntries.isEmpty {
+            lines.append("  Buffers (running statistics, not trained): \(store.bufferEntries.reduce(0) { $0 + $1.count })")
+        }
         return lines.joined(separator: "\n")
     }
 

@@ -29,24 +29,11 @@ public enum Benchmark {
         public var efficiency: Double
     }
 
-    /// The GEMMs of one training step of `model` at `batch` samples: (m, n, k, transA, transB).
-    static func gemmShapes(_ model: Sequential, batch: Int) -> [(Int, Int, Int, Bool, Bool)] {
-        var shapes: [(Int, Int, Int, Bool, Bool)] = []
-        var first = true
-        for layer in model.layers {
-            guard let l = layer as? Linear else { continue }
-            shapes.append((batch, l.outFeatures, l.inFeatures, false, true))      // forward
-            shapes.append((l.outFeatures, l.inFeatures, batch, true, false))      // dW
-            if !first { shapes.append((batch, l.inFeatures, l.outFeatures, false, false)) }  // dx
-            first = false
-        }
-        return shapes
-    }
-
     /// Milliseconds for one step's GEMMs, each shape timed in isolation at steady state.
-    static func gemmTime(_ shapes: [(Int, Int, Int, Bool, Bool)]) -> (ms: Double, gflops: Double) {
+    static func gemmTime(_ shapes: [GEMMShape]) -> (ms: Double, gflops: Double) {
         var total = 0.0, flops = 0.0
-        for (m, n, k, ta, tb) in shapes {
+        for shape in shapes {
+            let (m, n, k, ta, tb) = (shape.m, shape.n, shape.k, shape.transA, shape.transB)
             let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
             for i in 0..<a.count { a[i] = Float(i % 7) * 0.01 }
             for i in 0..<b.count { b[i] = Float(i % 5) * 0.01 }
@@ -62,8 +49,8 @@ public enum Benchmark {
                 for _ in 0..<reps { once() }
                 best = min(best, (monotonicSeconds() - t0) / Double(reps))
             }
-            total += best
-            flops += 2 * Double(m) * Double(n) * Double(k)
+            total += best * Double(shape.repeats)
+            flops += shape.flops
         }
         return (total * 1000, flops / total / 1e9)
     }
@@ -89,7 +76,7 @@ public enum Benchmark {
         let t = trainer.times
 
         // Every rank times its GEMMs at once, as they run in training: cores and memory are shared.
-        let gemm = gemmTime(gemmShapes(trainer.model, batch: trainer.config.batchSize))
+        let gemm = gemmTime(trainer.model.gemms(batch: trainer.config.batchSize))
         var sums = [gemm.ms, gemm.gflops]
         try comm.allreduceSum(&sums, what: "allreduce(bench gemm)")
         let gemmMs = sums[0] / Double(comm.size), gflops = sums[1] / Double(comm.size)

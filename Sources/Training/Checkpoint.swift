@@ -101,6 +101,8 @@ public enum Checkpoint {
         if trainer.writesLoadedState {
             Weights.copy(weights, into: trainer.model.store)
             for (bufferName, buffer) in trainer.optimizer.stateBuffers { buffer.copy(from: optimizerState[bufferName]!.values) }
+        } else {
+            Weights.copyBuffers(weights, into: trainer.model.store)  // every rank has its own buffers
         }
         try trainer.loadedStatePublished()
         trainer.optimizer.stepCount = state.optimizerStep

@@ -175,12 +175,16 @@ public final class SharedMemoryReduce: GradientReducer {
     /// nil when the ranks do not share one machine's memory, or when any rank could not map the
     /// shared windows (a small /dev/shm, say): every rank then agrees to fall back to MPI.
     /// `stateBuffers`: how many optimizer state buffers to place in shared memory.
-    public init?(comm: Communicator, store: ParameterStore, stateBuffers: Int) throws {
+    /// This rank's gradient segment and the node's one copy of the parameters, for the model's store.
+    public let gradientMemory: FloatBuffer
+    public let parameterMemory: FloatBuffer
+
+    public init?(comm: Communicator, count: Int, stateBuffers: Int) throws {
         let stores = ProcessInfo.processInfo.environment["DDP_PARAMETER_STORES"]
         if let stores, stores != "cached" && stores != "streaming" {
             throw TrainingError("invalid DDP_PARAMETER_STORES '\(stores)': expected cached or streaming")
         }
-        let world = comm.size, count = store.count
+        let world = comm.size
         // Slice boundaries on 16-float (64-byte) lines, so no two ranks write one cache line.
         let starts = (0...world).map { r in r == world ? count : min(count, (count * r / world) / 16 * 16) }
         var windows: (segments: [UnsafeMutablePointer<Float>], shared: [UnsafeMutablePointer<Float>])?
@@ -220,18 +224,16 @@ public final class SharedMemoryReduce: GradientReducer {
         parameters = windows.shared[0]
         stateWindows = Array(windows.shared.dropFirst())
         slice = starts[comm.rank]..<starts[comm.rank + 1]
-        // Each rank writes only its own slices (first touch: the pages land near the rank that
-        // updates them). Every rank built the same seeded initial values; rank 0's file values,
-        // if any, come later and `Trainer` syncs after them.
+        // Each rank zeroes its own slices of the state (first touch: the pages land near the rank that
+        // updates them). Rank 0 writes the initial parameters; `Trainer` syncs after them.
         for s in stateWindows { (s + slice.lowerBound).update(repeating: 0, count: slice.count) }
         switch stores {
         case "cached"?: streaming = false
         case "streaming"?: streaming = true
         default: tuning = 0
         }
-        store.moveGradients(to: FloatBuffer(wrapping: segments[comm.rank], count: count))
-        store.moveParameters(to: FloatBuffer(wrapping: parameters, count: count), copying: slice)
-        try comm.sharedSync(what: "shared parameters written")
+        gradientMemory = FloatBuffer(wrapping: segments[comm.rank], count: count)
+        parameterMemory = FloatBuffer(wrapping: parameters, count: count)
     }
 
     public var description: String {

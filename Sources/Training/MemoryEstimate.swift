@@ -1,6 +1,7 @@
 import Comm
 import Data
 import Foundation
+import Engine
 import NN
 
 /// What a run will allocate, estimated before anything large is allocated, against the memory this
@@ -32,13 +33,14 @@ public struct MemoryEstimate {
         return e
     }
 
-    /// The model's parameters, gradients, optimizer state and activations.
-    public static func model(_ spec: ModelSpec, inputCount: Int, classes: Int, maxBatch: Int, stateBuffers: Int) -> MemoryEstimate {
-        let paramBytes = saturating(spec.parameterCount(inputCount: inputCount, classes: classes), times: 4)
+    /// The model's parameters, gradients, optimizer state, buffers, activations and scratch, as its
+    /// layers reserved them (before the store allocates anything).
+    public static func model(_ store: ParameterStore, stateBuffers: Int) -> MemoryEstimate {
+        let paramBytes = saturating(store.count, times: 4)
         var e = MemoryEstimate()
         e.items.append(("parameters and gradients", saturating(paramBytes, times: 2)))
         e.items.append(("optimizer state", saturating(paramBytes, times: stateBuffers)))
-        e.items.append(("activations", saturating(spec.activationCount(inputCount: inputCount, classes: classes, maxBatch: maxBatch), times: 4)))
+        e.items.append(("activations", saturating(saturating(store.workspaceCount, plus: saturating(store.scratchCount, plus: store.bufferCount)), times: 4)))
         return e
     }
 

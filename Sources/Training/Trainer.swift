@@ -43,6 +43,8 @@ public final class Trainer {
     public let optimizer: Optimizer
     public let sampler: Sampler
     public let reducer: GradientReducer
+    /// Synchronized BatchNorm's sums over all ranks.
+    let replicas: CommReplicaSum
     /// The learning rate of every step (`--lr-schedule`, `--warmup-steps`) from the base rate.
     public let schedule: LRSchedule
     public let baseLearningRate: Float
@@ -100,11 +102,17 @@ public final class Trainer {
         loss = lossKind.make()
         let maxBatch = max(config.batchSize, config.evalBatch)
         let optimizerConfig = try config.optimizerConfig
-        try MemoryEstimate.model(spec, inputCount: splits.train.sampleShape.count, classes: splits.train.classes, maxBatch: maxBatch,
-                                 stateBuffers: optimizerConfig.stateBufferCount)
+        // The model reserves its memory first; where the parameters live is decided next, with the
+        // reducer, and then every layer binds to memory that does not move again.
+        let layers: [Layer]
+        do {
+            layers = try spec.layers(inputShape: splits.train.sampleShape, classes: splits.train.classes, logSoftmax: lossKind == .nll)
+        } catch {
+            throw UsageError("\(error)")
+        }
+        model = Sequential(layers: layers, maxBatch: maxBatch)
+        try MemoryEstimate.model(model.store, stateBuffers: optimizerConfig.stateBufferCount)
             .check(comm: comm, what: "--model \(spec) with --batch-size \(config.batchSize)")
-        model = spec.build(inputShape: splits.train.sampleShape, classes: splits.train.classes, maxBatch: maxBatch,
-                           seed: config.seed, logSoftmax: lossKind == .nll)
         let microBatches = config.accumulate ?? 1
         sampler = Sampler(datasetCount: splits.train.count, perRankBatch: config.batchSize * microBatches, rank: comm.rank, world: comm.size,
                           seed: config.seed, shuffle: config.shuffle, dropLast: config.dropLast, shardData: config.shardData)
@@ -116,6 +124,7 @@ public final class Trainer {
         let wholeRun = sampler.batchesPerEpoch.multipliedReportingOverflow(by: config.epochs)
         totalSteps = min(config.maxSteps ?? Int.max, wholeRun.overflow ? Int.max : wholeRun.partialValue)
         reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
+        replicas = CommReplicaSum(comm: comm)
         reducer.clipGradNorm = config.clipGradNorm
         optimizer = try optimizerConfig.make(parameterCount: model.store.count, allocate: reducer.allocateState)
         indices = .allocate(capacity: max(maxBatch, sampler.perRankBatch))
@@ -145,16 +154,21 @@ public final class Trainer {
         }
     }
 
-    /// `--allreduce auto` takes shared memory when all ranks share a machine, else MPI buckets.
+    /// `--allreduce auto` takes shared memory when all ranks share a machine, else MPI buckets. The
+    /// reducer decides where the parameters and gradients live, and the model is allocated there:
+    /// with shared memory, one node-wide copy of the parameters (rank 0 initializes it) and each
+    /// rank's gradients in its own segment; otherwise private memory on every rank.
     static func makeReducer(config: TrainConfig, comm: Communicator, model: Sequential, stateBuffers: Int) throws -> GradientReducer {
         if comm.size > 1 && config.allreduce != "mpi",
-           let shared = try SharedMemoryReduce(comm: comm, store: model.store, stateBuffers: stateBuffers) {
-            model.rebind()
+           let shared = try SharedMemoryReduce(comm: comm, count: model.store.count, stateBuffers: stateBuffers) {
+            model.allocate(parameters: shared.parameterMemory, gradients: shared.gradientMemory,
+                           initializeParametersWithSeed: comm.isRoot ? config.seed : nil)
             return shared
         }
         if config.allreduce == "shared" && comm.size > 1 {
             throw TrainingError("--allreduce shared needs every rank on one machine")
         }
+        model.allocate(initializeParametersWithSeed: config.seed)
         return BucketAllreduce(comm: comm, store: model.store, bucketBytes: Int(config.bucketMB * 1024 * 1024))
     }
 
@@ -163,12 +177,17 @@ public final class Trainer {
         labels.deallocate()
     }
 
-    /// Gives every rank rank 0's parameters: a broadcast, or with one node-shared copy a barrier.
+    /// Gives every rank rank 0's parameters (a broadcast, or with one node-shared copy a barrier)
+    /// and buffers (a broadcast: every rank has its own).
     public func broadcastParameters() throws {
+        let store = model.store
         if reducer.sharesParameters {
             try comm.sharedSync(what: "shared parameters loaded")
         } else {
-            try comm.broadcast(model.store.parameters.pointer, count: model.store.count * 4, root: 0, what: "broadcast(parameters)")
+            try comm.broadcast(store.parameters.pointer, count: store.count * 4, root: 0, what: "broadcast(parameters)")
+        }
+        if store.bufferCount > 0 {
+            try comm.broadcast(store.buffers.pointer, count: store.bufferCount * 4, root: 0, what: "broadcast(buffers)")
         }
     }
 
@@ -275,31 +294,29 @@ public final class Trainer {
 
         let (k, global) = sampler.fill(batch: b, into: indices)
         if let trace = sampleTrace { traceSamples(trace, k) }
-        // Backward writes every gradient; a rank with no sample this step contributes zeros.
-        if k == 0 { model.store.gradients.zero() }
         reducer.reset()
 
         // This rank's samples go through in micro-batches of at most --batch-size: one, or with
-        // `--accumulate N` up to N. Each sample's loss is scaled by 1 / (global batch), so the sum over
+        // `--accumulate N`, N. Each sample's loss is scaled by 1 / (global batch), so the sum over
         // micro-batches and ranks is the gradient of the global batch's mean loss. The first backward
-        // writes the gradients, later ones add to them, and only the last feeds the reducer (DDP's no_sync).
+        // writes the gradients, later ones add to them, and only the last feeds the reducer (DDP's
+        // no_sync). Every rank runs every micro-batch, an empty one too: synchronized BatchNorm sums
+        // over all ranks in each forward and backward, and an empty batch writes zero gradients.
         let micro = config.batchSize
-        let chunks = (k + micro - 1) / micro
+        let chunks = config.accumulate ?? 1
         var lossSum = 0.0
         var lossRequest = 0
-        for m in 0..<max(chunks, 1) {
-            let lo = m * micro, n = min(micro, k - lo)
+        for m in 0..<chunks {
+            let lo = min(m * micro, k), n = min(micro, k - lo)
             let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices + lo,
-                                      accumulateGradients: m > 0)
-            if n > 0 {
-                splits.train.gather(indices + lo, count: n, into: model.input, labels: labels + lo)
-                clock.lap(&times.data)
-                model.forward(batch: n, context: context)
-                lossSum += loss.evaluate(model.output, labels: labels + lo, batch: n, classes: model.classes,
-                                         gradScale: 1 / Float(global), grad: model.outputGrad)
-                clock.lap(&times.forward)
-            }
-            let last = m >= chunks - 1
+                                      accumulateGradients: m > 0, replicas: comm.size > 1 ? replicas : nil)
+            splits.train.gather(indices + lo, count: n, into: model.input, labels: labels + lo)
+            clock.lap(&times.data)
+            model.forward(batch: n, context: context)
+            lossSum += loss.evaluate(model.output, labels: labels + lo, batch: n, classes: model.classes,
+                                     gradScale: 1 / Float(global), grad: model.outputGrad)
+            clock.lap(&times.forward)
+            let last = m == chunks - 1
             if last {
                 // The loss sum and the stop request travel together, overlapped with the last backward.
                 lossBuffer[0] = Float(lossSum)
@@ -307,14 +324,13 @@ public final class Trainer {
                 if let s = stallHook, s.rank == comm.rank, s.step == step { testStall() }
                 if let s = killHook, s.rank == comm.rank, s.step == step { testKill() }
                 lossRequest = try comm.startAllreduceSum(lossBuffer.pointer, count: 2, what: "allreduce(loss)")
-            }
-            if n > 0 && last {
                 model.backward(batch: n, context: context) { [reducer] offset in reducer.ready(from: offset) }
-            } else if n > 0 {
+            } else {
                 model.backward(batch: n, context: context)  // an earlier micro-batch: nothing is final yet
             }
             clock.lap(&times.backward)
         }
+        try replicas.throwPending()
         try reducer.finish()
         try comm.wait(lossRequest)
         clock.lap(&times.allreduceWait)

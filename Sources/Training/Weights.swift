@@ -2,11 +2,16 @@ import Data
 import Engine
 import NN
 
-/// Model weights as safetensors with the names and layouts of the equivalent torch.nn.Sequential's
-/// state_dict, so `nn.Sequential(...).load_state_dict(safetensors.torch.load_file(path))` works.
+/// Model weights as safetensors with the names, layouts and dtypes of the equivalent torch.nn.Sequential's
+/// state_dict (parameters, then buffers such as BatchNorm's running statistics), so that
+/// `model.load_state_dict(safetensors.torch.load_file(path))` works.
 public enum Weights {
     public static func sources(_ store: ParameterStore) -> [SafeTensors.Source] {
         store.entries.map { SafeTensors.Source(name: $0.name, shape: $0.shape, pointer: store.parameterPointer($0.offset)) }
+            + store.bufferEntries.map { e in
+                e.dtype == .i64 ? SafeTensors.Source(name: e.name, shape: e.shape, int64Pointer: store.int64BufferPointer(e.offset))
+                    : SafeTensors.Source(name: e.name, shape: e.shape, pointer: store.bufferPointer(e.offset))
+            }
     }
 
     public static func save(_ model: Sequential, spec: String, to path: String) throws {
@@ -18,42 +23,54 @@ public enum Weights {
         try SafeTensors.read(path: path).metadata["ddp_train.model"]
     }
 
-    /// Copies a file's tensors into the model, checking that names and shapes match exactly and that
-    /// every value is finite (`--init-weights`, evaluate, predict).
+    /// Copies a file's tensors into the model, checking that names, shapes and dtypes match exactly
+    /// and that every value is finite (`--init-weights`, evaluate, predict).
     public static func load(_ model: Sequential, from path: String) throws {
         let file = try SafeTensors.read(path: path)
         for name in file.order where file.tensors[name]!.values.contains(where: { !$0.isFinite }) {
             throw DataError("\(path): tensor '\(name)' holds a non-finite value")
         }
-        try load(model.store, tensors: file.tensors, source: path)
+        try check(model.store, tensors: file.tensors, source: path)
+        copy(file.tensors, into: model.store)
     }
 
-    public static func load(_ store: ParameterStore, tensors: [String: SafeTensors.Tensor], source: String) throws {
-        try check(store, tensors: tensors, source: source)
-        copy(tensors, into: store)
-    }
-
-    /// Names and shapes must match the model's exactly.
+    /// Names, shapes and dtypes must match the model's exactly.
     public static func check(_ store: ParameterStore, tensors: [String: SafeTensors.Tensor], source: String) throws {
-        for entry in store.entries {
+        for entry in store.entries + store.bufferEntries {
             guard let t = tensors[entry.name] else {
                 throw DataError("\(source): missing tensor '\(entry.name)' (shape \(entry.shape)); was it saved from another --model?")
             }
             guard t.shape == entry.shape else {
                 throw DataError("\(source): tensor '\(entry.name)' has shape \(t.shape), the model needs \(entry.shape); was it saved from another --model?")
             }
+            guard t.dtype == entry.dtype.rawValue else {
+                throw DataError("\(source): tensor '\(entry.name)' has dtype \(t.dtype), the model needs \(entry.dtype.rawValue)")
+            }
         }
-        let known = Set(store.entries.map(\.name))
+        let known = Set((store.entries + store.bufferEntries).map(\.name))
         if let extra = tensors.keys.sorted().first(where: { !known.contains($0) }) {
             throw DataError("\(source): unexpected tensor '\(extra)' that the model does not have; was it saved from another --model?")
         }
     }
 
-    /// Copies checked tensors into the parameters.
+    /// Copies checked tensors into the parameters and buffers.
     public static func copy(_ tensors: [String: SafeTensors.Tensor], into store: ParameterStore) {
         for entry in store.entries {
             let values = tensors[entry.name]!.values
             values.withUnsafeBufferPointer { store.parameterPointer(entry.offset).update(from: $0.baseAddress!, count: values.count) }
+        }
+        copyBuffers(tensors, into: store)
+    }
+
+    /// Copies checked tensors into the buffers only (each rank has its own copy of them).
+    public static func copyBuffers(_ tensors: [String: SafeTensors.Tensor], into store: ParameterStore) {
+        for entry in store.bufferEntries {
+            let t = tensors[entry.name]!
+            if let ints = t.integers {
+                ints.withUnsafeBufferPointer { store.int64BufferPointer(entry.offset).update(from: $0.baseAddress!, count: ints.count) }
+            } else {
+                t.values.withUnsafeBufferPointer { store.bufferPointer(entry.offset).update(from: $0.baseAddress!, count: t.values.count) }
+            }
         }
     }
 }

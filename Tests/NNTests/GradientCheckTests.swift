@@ -16,15 +16,18 @@ final class GradientCheckTests: XCTestCase {
     }
 
     /// Builds `layer` into a one-layer store, then compares analytic and numeric gradients of the
-    /// input and of every parameter.
+    /// input and of every parameter. `prepare` may set parameters and buffers (BatchNorm's eval mode).
     func check(_ layer: Layer, context: StepContext = StepContext(training: true, seed: 7, step: 3),
-               awayFromZero: Bool = false, file: StaticString = #filePath, line: UInt = #line) {
+               awayFromZero: Bool = false, tolerance: Double = 2e-2, eps: Float = 1e-2,
+               prepare: (ParameterStore) -> Void = { _ in },
+               file: StaticString = #filePath, line: UInt = #line) {
         let store = ParameterStore()
-        layer.reserveParameters(in: store, prefix: "")
+        layer.reserve(in: store, prefix: "", maxBatch: batch)
         store.seal()
         layer.bind(to: store)
         var rng = RandomStream(seed: 42)
         layer.resetParameters(rng: &rng)
+        prepare(store)
         let nIn = batch * layer.inputShape.count, nOut = batch * layer.outputShape.count
         var x = randomArray(nIn, &rng, awayFromZero: awayFromZero)
         let r = randomArray(nOut, &rng)
@@ -45,23 +48,28 @@ final class GradientCheckTests: XCTestCase {
         ids.withUnsafeBufferPointer { idp in
             var ctx = context
             ctx.sampleIDs = idp.baseAddress
-            layer.backward(x: x, y: y, dy: r, dx: &dx, batch: batch, context: ctx)
+            // A layer with a fused activation turns dy into the pre-activation gradient in place: give
+            // it memory of its own (an array copy would share r's storage until written from Swift).
+            var dy = [Float](repeating: 0, count: nOut)
+            dy.withUnsafeMutableBufferPointer { d in
+                _ = d.initialize(from: r)
+                layer.backward(x: x, y: y, dy: d.baseAddress!, dx: &dx, batch: batch, context: ctx)
+            }
         }
-        let eps: Float = 1e-2
         for i in 0..<nIn {
             let saved = x[i]
             x[i] = saved + eps; let plus = objective()
             x[i] = saved - eps; let minus = objective()
             x[i] = saved
             let numeric = (plus - minus) / Double(2 * eps)
-            XCTAssertEqual(Double(dx[i]), numeric, accuracy: 2e-2 * max(1, abs(numeric)),
+            XCTAssertEqual(Double(dx[i]), numeric, accuracy: tolerance * max(1, abs(numeric)),
                            "\(layer.typeName) dx[\(i)]", file: file, line: line)
         }
         for entry in store.entries {
             for j in 0..<entry.count {
                 let i = entry.offset + j
                 let numeric = centralDifference(store.parameters.pointer + i, eps: eps, objective)
-                XCTAssertEqual(Double(store.gradients[i]), numeric, accuracy: 2e-2 * max(1, abs(numeric)),
+                XCTAssertEqual(Double(store.gradients[i]), numeric, accuracy: tolerance * max(1, abs(numeric)),
                                "\(layer.typeName) \(entry.name)[\(j)]", file: file, line: line)
             }
         }
@@ -88,6 +96,95 @@ final class GradientCheckTests: XCTestCase {
     func testSoftmax() { check(Softmax(5)) }
     func testDropoutTrainMode() { check(Dropout(p: 0.4, shape: Shape(8))) }
     func testDropoutEvalMode() { check(Dropout(p: 0.4, shape: Shape(8)), context: .eval) }
+
+    // The CNN layers, each in every mode it has.
+    func testConv2d() { check(Conv2d(input: Shape(2, 5, 4), outChannels: 3, kernel: 3)!) }
+    func testConv2dStridePadding() { check(Conv2d(input: Shape(2, 5, 6), outChannels: 2, kernel: 3, stride: 2, padding: 1)!) }
+    func testConv2dLargePaddingNoBias() { check(Conv2d(input: Shape(1, 3, 3), outChannels: 2, kernel: 2, stride: 3, padding: 2, bias: false)!) }
+    func testConv2dPointwise() { check(Conv2d(input: Shape(3, 2, 2), outChannels: 2, kernel: 1)!) }
+    /// ReLU's kink defeats finite differences over a whole conv: the fused layer must instead equal
+    /// Conv2d then ReLU (each checked on its own) exactly, output and every gradient.
+    func testConv2dFusedReLUEqualsConvThenReLU() throws {
+        let shape = Shape(2, 5, 5)
+        let fusedConv = Conv2d(input: shape, outChannels: 3, kernel: 3, padding: 1)!
+        let fused = Sequential(layers: [fusedConv, ReLU(fusedConv.outputShape), Flatten(fusedConv.outputShape), Linear(75, 4)],
+                               maxBatch: 3, seed: 11)
+        XCTAssertEqual(fusedConv.activation, .relu, "Sequential fuses the ReLU into the conv")
+        var rng = RandomStream(seed: 5)
+        for i in 0..<(3 * shape.count) { fused.input[i] = rng.uniform(-1, 1) }
+        fused.forward(batch: 3, context: .eval)
+        for i in 0..<12 { fused.outputGrad[i] = Float(i % 5) - 2 }
+        fused.backward(batch: 3, context: .eval)
+        // The reference: the same weights, the conv alone and a ReLU layer after it.
+        let conv = Conv2d(input: shape, outChannels: 3, kernel: 3, padding: 1)!
+        let relu = ReLU(conv.outputShape)
+        let store = ParameterStore()
+        conv.reserve(in: store, prefix: "", maxBatch: 3)
+        store.seal()
+        conv.bind(to: store)
+        store.parameters.pointer.update(from: fused.store.parameters.pointer, count: store.count)
+        var pre = [Float](repeating: 0, count: 3 * 75), post = pre, dPre = pre, dPost = pre
+        conv.forward(fused.input, &pre, batch: 3, context: .eval)
+        relu.forward(pre, &post, batch: 3, context: .eval)
+        let lin = fused.layers[3] as! Linear
+        // dPost = dy W of the Linear, as the model computed it into its own buffers.
+        for r in 0..<3 { for j in 0..<75 { dPost[r * 75 + j] = (0..<4).reduce(Float(0)) { $0 + (Float(($1 + r * 4) % 5) - 2) * lin.weight[$1 * 75 + j] } } }
+        relu.backward(x: pre, y: post, dy: dPost, dx: &dPre, batch: 3, context: .eval)
+        dPre.withUnsafeMutableBufferPointer { conv.backward(x: fused.input, y: pre, dy: $0.baseAddress!, dx: nil, batch: 3, context: .eval) }
+        for i in 0..<conv.parameterCount {
+            XCTAssertEqual(store.gradients[i], fused.store.gradients[i], accuracy: 1e-5, "gradient \(i)")
+        }
+    }
+
+    func testConv2dFusedTanh() {
+        let conv = Conv2d(input: Shape(1, 4, 4), outChannels: 2, kernel: 2, stride: 2)!
+        XCTAssertTrue(conv.fuse(.tanh))
+        check(conv)
+    }
+    func testMaxPool2d() { check(MaxPool2d(input: Shape(2, 4, 5), kernel: 2)!) }
+    func testMaxPool2dOverlapping() { check(MaxPool2d(input: Shape(1, 5, 5), kernel: 3, stride: 2)!) }
+    func testAvgPool2d() { check(AvgPool2d(input: Shape(2, 4, 6), kernel: 2)!) }
+    func testAvgPool2dStride() { check(AvgPool2d(input: Shape(1, 5, 5), kernel: 3, stride: 1)!) }
+    func testGlobalAvgPool() { check(GlobalAvgPool2d(input: Shape(3, 2, 3))!) }
+    func testBatchNorm2dTrainMode() { check(BatchNorm(input: Shape(2, 3, 2))!, tolerance: 3e-2, eps: 5e-3) }
+    func testBatchNorm1dTrainMode() { check(BatchNorm(input: Shape(4))!, tolerance: 3e-2, eps: 5e-3) }
+    func testBatchNorm1dWithLengthTrainMode() { check(BatchNorm(input: Shape(2, 3))!, tolerance: 3e-2, eps: 5e-3) }
+    func testBatchNormEvalMode() {
+        check(BatchNorm(input: Shape(2, 2, 2))!, context: .eval) { store in
+            // Running statistics and affine parameters away from their initial 0/1.
+            for (k, e) in (store.entries + store.bufferEntries.filter { $0.dtype == .f32 }).enumerated() {
+                let p = store.entries.contains { $0.name == e.name } ? store.parameterPointer(e.offset) : store.bufferPointer(e.offset)
+                for j in 0..<e.count { p[j] = 0.5 + 0.3 * Float(j + k) }
+            }
+        }
+    }
+    func testDropout2dTrainMode() { check(Dropout2d(p: 0.5, shape: Shape(4, 2, 2))) }
+    func testDropout2dEvalMode() { check(Dropout2d(p: 0.5, shape: Shape(4, 2, 2)), context: .eval) }
+    func testResidualIdentity() throws {
+        let shape = Shape(2, 3, 3)
+        let body: [Layer] = [Conv2d(input: shape, outChannels: 2, kernel: 3, padding: 1)!, Tanh(shape),
+                             Conv2d(input: shape, outChannels: 2, kernel: 3, padding: 1)!]
+        check(try Residual(body: body))
+    }
+    func testResidualConvShortcutWithBatchNorm() throws {
+        let shape = Shape(2, 4, 4)
+        let conv = Conv2d(input: shape, outChannels: 3, kernel: 3, stride: 2, padding: 1, bias: false)!
+        let block = try Residual(body: [conv, BatchNorm(input: conv.outputShape)!, Sigmoid(conv.outputShape)])
+        XCTAssertNotNil(block.shortcut, "the shape changes: a 1x1 conv shortcut")
+        XCTAssertEqual(block.outputShape, Shape(3, 2, 2))
+        check(block, tolerance: 3e-2, eps: 5e-3)
+    }
+
+    func testDropout2dDropsWholeChannels() {
+        let d = Dropout2d(p: 0.5, shape: Shape(200, 2, 2))
+        let x = [Float](repeating: 1, count: 800)
+        var y = [Float](repeating: 0, count: 800)
+        var ids: [Int32] = [3]
+        ids.withUnsafeBufferPointer { d.forward(x, &y, batch: 1, context: StepContext(training: true, seed: 1, step: 0, sampleIDs: $0.baseAddress)) }
+        for c in 0..<200 { XCTAssertEqual(Set(y[(c * 4)..<(c * 4 + 4)]).count, 1, "channel \(c) kept or dropped whole") }
+        let dropped = stride(from: 0, to: 800, by: 4).filter { y[$0] == 0 }.count
+        XCTAssert((70...130).contains(dropped), "about half the channels, got \(dropped)")
+    }
 
     func testDropoutSemantics() {
         let d = Dropout(p: 0.5, shape: Shape(1000))
@@ -152,6 +249,16 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
+    /// Layer lists through Sequential: fused conv activations, pooling, BatchNorm (train mode, with
+    /// the statistics of the batch), Dropout2d, residual blocks with and without a shortcut conv.
+    func testLayerListModelGradient() throws {
+        for text in ["conv(3,2),relu,maxpool(2),flatten,linear(3)",
+                     "conv(2,3,padding=1),bn,tanh,residual(conv(2,3,padding=1),bn,sigmoid),avgpool(2),flatten,linear(5),bn,tanh,linear(3)",
+                     "conv(2,3,padding=1,bias=0),dropout2d(0.3),residual(conv(4,3,stride=2,padding=1),tanh),gap,flatten,linear(3)"] {
+            try checkModel(text, inputShape: Shape(1, 4, 4), eps: 5e-3, tolerance: 4e-3)
+        }
+    }
+
     func testLinearActivationFusion() throws {
         let model = try ModelSpec(parsing: "mlp:8").build(inputShape: Shape(4), classes: 3, maxBatch: 2, seed: 1)
         XCTAssertEqual((model.layers[0] as? Linear)?.activation, .relu)
@@ -159,11 +266,11 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertNil((model.layers[2] as? Linear)?.activation)
     }
 
-    func checkModel(_ text: String) throws {
+    func checkModel(_ text: String, inputShape: Shape = Shape(1, 2, 3), eps: Float = 1e-3, tolerance: Double = 2e-3) throws {
         let spec = try ModelSpec(parsing: text)
-        let model = spec.build(inputShape: Shape(1, 2, 3), classes: 3, maxBatch: 4, seed: 5, logSoftmax: true)
+        let model = try spec.build(inputShape: inputShape, classes: 3, maxBatch: 4, seed: 5, logSoftmax: true)
         var rng = RandomStream(seed: 9)
-        for i in 0..<(4 * 6) { model.input[i] = rng.uniform(-1, 1) }
+        for i in 0..<(4 * inputShape.count) { model.input[i] = rng.uniform(-1, 1) }
         let labels: [Int32] = [0, 2, 1, 1]
         let ids: [Int32] = [10, 11, 12, 13]
         let loss = NLLLoss()
@@ -181,8 +288,8 @@ final class GradientCheckTests: XCTestCase {
         for entry in model.store.entries {
             for j in 0..<entry.count {
                 let i = entry.offset + j
-                let numeric = centralDifference(model.store.parameters.pointer + i, eps: 1e-3) { run(false) }
-                XCTAssertEqual(Double(model.store.gradients[i]), numeric, accuracy: 2e-3, "\(text) \(entry.name)[\(j)]")
+                let numeric = centralDifference(model.store.parameters.pointer + i, eps: eps) { run(false) }
+                XCTAssertEqual(Double(model.store.gradients[i]), numeric, accuracy: tolerance, "\(text) \(entry.name)[\(j)]")
             }
         }
     }

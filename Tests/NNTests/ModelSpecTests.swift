@@ -31,8 +31,8 @@ final class ModelSpecTests: XCTestCase {
     }
 
     /// kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and so does the bias.
-    func testLinearInitBounds() {
-        let model = ModelSpec(hidden: [64]).build(inputShape: Shape(100), classes: 10, maxBatch: 1, seed: 3)
+    func testLinearInitBounds() throws {
+        let model = try ModelSpec(hidden: [64]).build(inputShape: Shape(100), classes: 10, maxBatch: 1, seed: 3)
         let w = model.store.entry(named: "0.weight")!
         let values = (0..<w.count).map { model.store.parameters[w.offset + $0] }
         XCTAssert(values.allSatisfy { abs($0) <= 0.1 })

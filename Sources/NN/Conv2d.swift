@@ -1,0 +1,247 @@
+import Engine
+
+/// torch.nn.Conv2d (dilation 1, groups 1): x (N, Cin, H, W), weight (Cout, Cin, K, K), bias (Cout),
+/// y (N, Cout, Ho, Wo) with Ho = (H + 2P - K) / S + 1.
+///
+/// As a GEMM per sample, over OpenBLAS: im2col unrolls the sample's K x K patches into the columns
+/// (Cin*K*K, Ho*Wo), and y_s (Cout, Ho*Wo) = W (Cout, Cin*K*K) x columns, which is already NCHW.
+/// Backward recomputes the columns (cheaper than keeping N of them) for dW += dy_s x columns^T, then
+/// overwrites them with dcolumns = W^T dy_s and folds them back into dx_s (col2im). The columns are
+/// scratch: one sample's worth, shared with every other layer. A 1x1 convolution with stride 1 and
+/// no padding reads x directly. With a fused activation (`FusesActivation`), y = f(conv + bias) in
+/// the pass that adds the bias, and backward applies f' in the pass that sums the bias gradient.
+public final class Conv2d: FusesActivation {
+    public let inChannels: Int, outChannels: Int
+    public let kernel: Int, stride: Int, padding: Int
+    public let hasBias: Bool
+    public let inputShape: Shape
+    public let outputShape: Shape
+    public private(set) var activation: ActivationKind?
+    private let height: Int, width: Int, outHeight: Int, outWidth: Int
+    private var weightOffset = 0, biasOffset = 0
+    private var weight: UnsafeMutablePointer<Float>!
+    private var weightGrad: UnsafeMutablePointer<Float>!
+    private var bias: UnsafeMutablePointer<Float>?
+    private var biasGrad: UnsafeMutablePointer<Float>?
+    private var columns: UnsafeMutablePointer<Float>!
+
+    /// `input`: (Cin, H, W). Fails (nil) when the kernel does not fit the padded input.
+    public init?(input: Shape, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
+        guard input.rank == 3, outChannels > 0, kernel > 0, stride > 0, padding >= 0 else { return nil }
+        inChannels = input.dims[0]
+        height = input.dims[1]
+        width = input.dims[2]
+        guard height + 2 * padding >= kernel, width + 2 * padding >= kernel else { return nil }
+        self.outChannels = outChannels
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+        hasBias = bias
+        outHeight = (height + 2 * padding - kernel) / stride + 1
+        outWidth = (width + 2 * padding - kernel) / stride + 1
+        inputShape = input
+        outputShape = Shape(outChannels, outHeight, outWidth)
+    }
+
+    public var typeName: String {
+        "Conv2d(\(inChannels), \(outChannels), kernel_size=\(kernel)"
+            + (stride != 1 ? ", stride=\(stride)" : "") + (padding != 0 ? ", padding=\(padding)" : "")
+            + (hasBias ? "" : ", bias=False") + ")"
+    }
+
+    private var patch: Int { inChannels * kernel * kernel }
+    private var pixels: Int { outHeight * outWidth }
+    /// x is its own columns: nothing to unroll.
+    private var pointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
+    public var parameterCount: Int { outChannels * patch + (hasBias ? outChannels : 0) }
+
+    public func fuse(_ kind: ActivationKind) -> Bool {
+        activation = kind
+        return true
+    }
+
+    public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {
+        weightOffset = store.reserve(name: prefix + "weight", shape: [outChannels, inChannels, kernel, kernel])
+        if hasBias { biasOffset = store.reserve(name: prefix + "bias", shape: [outChannels]) }
+        if !pointwise { store.reserveScratch(patch * pixels) }
+    }
+
+    public func bind(to store: ParameterStore) {
+        weight = store.parameterPointer(weightOffset)
+        weightGrad = store.gradientPointer(weightOffset)
+        if hasBias {
+            bias = store.parameterPointer(biasOffset)
+            biasGrad = store.gradientPointer(biasOffset)
+        }
+        columns = store.scratch.pointer
+    }
+
+    /// kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = Cin*K*K, and the
+    /// same bound for the bias, as torch.nn.Conv2d.reset_parameters.
+    public func resetParameters(rng: inout RandomStream) {
+        let bound = 1 / Float(patch).squareRoot()
+        for i in 0..<(outChannels * patch) { weight[i] = rng.uniform(-bound, bound) }
+        if let bias { for i in 0..<outChannels { bias[i] = rng.uniform(-bound, bound) } }
+    }
+
+    public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] {
+        [GEMMShape(m: outChannels, n: pixels, k: patch, transA: false, transB: false, repeats: batch),
+         GEMMShape(m: outChannels, n: patch, k: pixels, transA: false, transB: true, repeats: batch)]
+            + (inputGrad ? [GEMMShape(m: patch, n: pixels, k: outChannels, transA: true, transB: false, repeats: batch)] : [])
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        let inCount = inputShape.count, outCount = outputShape.count
+        for s in 0..<batch {
+            let cols = unrolled(x + s * inCount)
+            let ys = y + s * outCount
+            Kernels.gemm(transA: false, transB: false, m: outChannels, n: pixels, k: patch,
+                         a: weight, lda: patch, b: cols, ldb: pixels, beta: 0, c: ys, ldc: pixels)
+            if let activation {
+                activation.withFunction { f in epilogue(ys, f) }
+            } else if hasBias {
+                epilogue(ys) { $0 }
+            }
+        }
+    }
+
+    /// y[c, p] = f(y[c, p] + bias[c]) for one sample.
+    @inline(__always)
+    private func epilogue(_ y: UnsafeMutablePointer<Float>, _ f: (Float) -> Float) {
+        let n = pixels
+        for c in 0..<outChannels {
+            let b = bias?[c] ?? 0
+            let row = y + c * n
+            for p in 0..<n { row[p] = f(row[p] + b) }
+        }
+    }
+
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
+        let inCount = inputShape.count, outCount = outputShape.count
+        let accumulate = context.accumulateGradients
+        if batch == 0 {
+            if !accumulate {
+                weightGrad.update(repeating: 0, count: outChannels * patch)
+                biasGrad?.update(repeating: 0, count: outChannels)
+            }
+            return
+        }
+        for s in 0..<batch {
+            // With a fused activation dy becomes the gradient before it, in place (this layer's own
+            // output gradient buffer), in the pass that sums the bias gradient.
+            let g = UnsafeMutablePointer(mutating: dy + s * outCount)
+            let first = s == 0 && !accumulate
+            if let activation {
+                activation.withDerivative { d in biasGradient(g, y + s * outCount, first: first, d) }
+            } else if hasBias {
+                biasGradient(g, nil, first: first) { _ in 1 }
+            }
+            let cols = unrolled(x + s * inCount)
+            // dW (Cout, Cin*K*K) (+)= g (Cout, Ho*Wo) x columns^T
+            Kernels.gemm(transA: false, transB: true, m: outChannels, n: patch, k: pixels,
+                         a: g, lda: pixels, b: cols, ldb: pixels, beta: first ? 0 : 1, c: weightGrad, ldc: patch)
+            guard let dx else { continue }
+            let dxs = dx + s * inCount
+            if pointwise {
+                Kernels.gemm(transA: true, transB: false, m: patch, n: pixels, k: outChannels,
+                             a: weight, lda: patch, b: g, ldb: pixels, beta: 0, c: dxs, ldc: pixels)
+            } else {
+                // dcolumns (Cin*K*K, Ho*Wo) = W^T g, over the columns (no longer needed), then col2im.
+                Kernels.gemm(transA: true, transB: false, m: patch, n: pixels, k: outChannels,
+                             a: weight, lda: patch, b: g, ldb: pixels, beta: 0, c: columns, ldc: pixels)
+                fold(columns, into: dxs)
+            }
+        }
+    }
+
+    /// g[c, p] *= f'(y[c, p]) (when `y` is given), and the bias gradient (+)= the row sums of g.
+    @inline(__always)
+    private func biasGradient(_ g: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>?, first: Bool, _ derivative: (Float) -> Float) {
+        let n = pixels
+        for c in 0..<outChannels {
+            let row = g + c * n
+            var sum: Float = 0
+            if let y {
+                let yr = y + c * n
+                for p in 0..<n { row[p] *= derivative(yr[p]); sum += row[p] }
+            } else {
+                for p in 0..<n { sum += row[p] }
+            }
+            if let biasGrad { biasGrad[c] = first ? sum : biasGrad[c] + sum }
+        }
+    }
+
+    /// The columns of sample `xs`: the scratch, filled by im2col, or `xs` itself for a pointwise conv.
+    @inline(__always)
+    private func unrolled(_ xs: UnsafePointer<Float>) -> UnsafePointer<Float> {
+        if pointwise { return xs }
+        unfold(xs, into: columns)
+        return UnsafePointer(columns)
+    }
+
+    /// The output columns ow whose input column ow*S - P + kj lies inside [0, W): lo..<hi.
+    @inline(__always)
+    private func columnRange(_ kj: Int) -> (Int, Int) {
+        let (w, wo, s, p) = (width, outWidth, stride, padding)
+        let lo = min(wo, p - kj > 0 ? (p - kj + s - 1) / s : 0)
+        let last = w - 1 + p - kj
+        let hi = last < 0 ? lo : max(lo, min(wo, last / s + 1))
+        return (lo, hi)
+    }
+
+    /// im2col: cols[(c*K + ki)*K + kj, oh*Wo + ow] = x[c, oh*S - P + ki, ow*S - P + kj], 0 outside.
+    private func unfold(_ x: UnsafePointer<Float>, into cols: UnsafeMutablePointer<Float>) {
+        let (h, w, ho, wo, k, s, p) = (height, width, outHeight, outWidth, kernel, stride, padding)
+        var row = cols
+        for c in 0..<inChannels {
+            let plane = x + c * h * w
+            for ki in 0..<k {
+                for kj in 0..<k {
+                    let (lo, hi) = columnRange(kj)
+                    for oh in 0..<ho {
+                        let ih = oh * s - p + ki
+                        let out = row + oh * wo
+                        guard ih >= 0 && ih < h else { out.update(repeating: 0, count: wo); continue }
+                        let src = plane + ih * w - p + kj
+                        for ow in 0..<lo { out[ow] = 0 }
+                        if s == 1 {
+                            (out + lo).update(from: src + lo, count: hi - lo)
+                        } else {
+                            for ow in lo..<hi { out[ow] = src[ow * s] }
+                        }
+                        for ow in hi..<wo { out[ow] = 0 }
+                    }
+                    row += ho * wo
+                }
+            }
+        }
+    }
+
+    /// col2im: dx[c, ih, iw] = the sum of the column entries that im2col copied from it.
+    private func fold(_ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
+        let (h, w, ho, wo, k, s, p) = (height, width, outHeight, outWidth, kernel, stride, padding)
+        dx.update(repeating: 0, count: inputShape.count)
+        var row = cols
+        for c in 0..<inChannels {
+            let plane = dx + c * h * w
+            for ki in 0..<k {
+                for kj in 0..<k {
+                    let (lo, hi) = columnRange(kj)
+                    for oh in 0..<ho {
+                        let ih = oh * s - p + ki
+                        guard ih >= 0 && ih < h else { continue }
+                        let dst = plane + ih * w - p + kj
+                        let src = row + oh * wo
+                        if s == 1 {
+                            for ow in lo..<hi { dst[ow] += src[ow] }
+                        } else {
+                            for ow in lo..<hi { dst[ow * s] += src[ow] }
+                        }
+                    }
+                    row += ho * wo
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+import Engine
+
+/// torch.nn.MaxPool2d(kernel_size=K, stride=S) (no padding, floor mode): (C, H, W) to
+/// (C, (H - K) / S + 1, (W - K) / S + 1). Forward keeps the position of each window's maximum (the
+/// first, as torch) in workspace; backward sends each output gradient there.
+public final class MaxPool2d: Layer {
+    public let kernel: Int, stride: Int
+    public let inputShape: Shape
+    public let outputShape: Shape
+    private var argmaxOffset = 0
+    private var argmax: UnsafeMutablePointer<Int32>!
+
+    public init?(input: Shape, kernel: Int, stride: Int? = nil) {
+        let s = stride ?? kernel
+        guard input.rank == 3, kernel > 0, s > 0, input.dims[1] >= kernel, input.dims[2] >= kernel else { return nil }
+        self.kernel = kernel
+        self.stride = s
+        inputShape = input
+        outputShape = Shape(input.dims[0], (input.dims[1] - kernel) / s + 1, (input.dims[2] - kernel) / s + 1)
+    }
+
+    public var typeName: String { "MaxPool2d(kernel_size=\(kernel), stride=\(stride))" }
+
+    public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {
+        argmaxOffset = store.reserveWorkspace(maxBatch * outputShape.count)
+    }
+
+    public func bind(to store: ParameterStore) {
+        argmax = UnsafeMutableRawPointer(store.workspacePointer(argmaxOffset)).assumingMemoryBound(to: Int32.self)
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        let (h, w) = (inputShape.dims[1], inputShape.dims[2])
+        let (ho, wo) = (outputShape.dims[1], outputShape.dims[2])
+        let planes = batch * inputShape.dims[0]
+        for plane in 0..<planes {
+            let xp = x + plane * h * w
+            let yp = y + plane * ho * wo
+            let ap = argmax + plane * ho * wo
+            for oh in 0..<ho {
+                for ow in 0..<wo {
+                    var best = (oh * stride) * w + ow * stride
+                    var m = xp[best]
+                    for ki in 0..<kernel {
+                        let row = (oh * stride + ki) * w + ow * stride
+                        for kj in 0..<kernel where xp[row + kj] > m || (xp[row + kj].isNaN && !m.isNaN) {
+                            m = xp[row + kj]
+                            best = row + kj
+                        }
+                    }
+                    yp[oh * wo + ow] = m
+                    ap[oh * wo + ow] = Int32(best)
+                }
+            }
+        }
+    }
+
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
+        guard let dx else { return }
+        let inPlane = inputShape.dims[1] * inputShape.dims[2], outPlane = outputShape.dims[1] * outputShape.dims[2]
+        dx.update(repeating: 0, count: batch * inputShape.count)
+        for plane in 0..<(batch * inputShape.dims[0]) {
+            let dxp = dx + plane * inPlane, dyp = dy + plane * outPlane, ap = argmax + plane * outPlane
+            for o in 0..<outPlane { dxp[Int(ap[o])] += dyp[o] }
+        }
+    }
+}
+
+/// torch.nn.AvgPool2d(kernel_size=K, stride=S) (no padding, floor mode): the mean of each window.
+public final class AvgPool2d: Layer {
+    public let kernel: Int, stride: Int
+    public let inputShape: Shape
+    public let outputShape: Shape
+
+    public init?(input: Shape, kernel: Int, stride: Int? = nil) {
+        let s = stride ?? kernel
+        guard input.rank == 3, kernel > 0, s > 0, input.dims[1] >= kernel, input.dims[2] >= kernel else { return nil }
+        self.kernel = kernel
+        self.stride = s
+        inputShape = input
+        outputShape = Shape(input.dims[0], (input.dims[1] - kernel) / s + 1, (input.dims[2] - kernel) / s + 1)
+    }
+
+    public var typeName: String { "AvgPool2d(kernel_size=\(kernel), stride=\(stride))" }
+
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        let (h, w) = (inputShape.dims[1], inputShape.dims[2])
+        let (ho, wo) = (outputShape.dims[1], outputShape.dims[2])
+        let scale = 1 / Float(kernel * kernel)
+        for plane in 0..<(batch * inputShape.dims[0]) {
+            let xp = x + plane * h * w, yp = y + plane * ho * wo
+            for oh in 0..<ho {
+                for ow in 0..<wo {
+                    var sum: Float = 0
+                    for ki in 0..<kernel {
+                        let row = xp + (oh * stride + ki) * w + ow * stride
+                        for kj in 0..<kernel { sum += row[kj] }
+                    }
+                    yp[oh * wo + ow] = sum * scale
+                }
+            }
+        }
+    }
+
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
+        guard let dx else { return }
+        let (h, w) = (inputShape.dims[1], inputShape.dims[2])
+        let (ho, wo) = (outputShape.dims[1], outputShape.dims[2])
+        let scale = 1 / Float(kernel * kernel)
+        dx.update(repeating: 0, count: batch * inputShape.count)
+        for plane in 0..<(batch * inputShape.dims[0]) {
+            let dxp = dx + plane * h * w, dyp = dy + plane * ho * wo
+            for oh in 0..<ho {
+                for ow in 0..<wo {
+                    let g = dyp[oh * wo + ow] * scale
+                    for ki in 0..<kernel {
+                        let row = dxp + (oh * stride + ki) * w + ow * stride
+                        for kj in 0..<kernel { row[kj] += g }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Global average pooling, torch.nn.AdaptiveAvgPool2d(1): (C, H, W) to (C, 1, 1), each channel's mean.
+public final class GlobalAvgPool2d: Layer {
+    public let inputShape: Shape
+    public let outputShape: Shape
+
+    public init?(input: Shape) {
+        guard input.rank == 3 else { return nil }
+        inputShape = input
+        outputShape = Shape(input.dims[0], 1, 1)
+    }
+
+    public var typeName: String { "AdaptiveAvgPool2d(output_size=1)" }
+
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        let plane = inputShape.dims[1] * inputShape.dims[2]
+        let scale = 1 / Float(plane)
+        for i in 0..<(batch * inputShape.dims[0]) {
+            var sum: Float = 0
+            let xp = x + i * plane
+            for j in 0..<plane { sum += xp[j] }
+            y[i] = sum * scale
+        }
+    }
+
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
+        guard let dx else { return }
+        let plane = inputShape.dims[1] * inputShape.dims[2]
+        let scale = 1 / Float(plane)
+        for i in 0..<(batch * inputShape.dims[0]) {
+            (dx + i * plane).update(repeating: dy[i] * scale, count: plane)
+        }
+    }
+}
