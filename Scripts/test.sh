@@ -17,7 +17,14 @@ if ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
   echo "[test] installing Python safetensors and numpy" >&2
   python3 -m pip install -q safetensors numpy
 fi
-export DDP_REQUIRE_PYTHON=1 DDP_TRAIN_BIN="$DDP_BIN"
+# The interoperability tests load our CNN weights into torch modules: Debian's python3-torch, which
+# the tests run with /usr/bin/python3.
+if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  echo "[test] installing python3-torch (Debian)" >&2
+  ${SUDO:-} apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends python3-torch >/dev/null
+fi
+export DDP_REQUIRE_PYTHON=1 DDP_REQUIRE_TORCH=1 DDP_TRAIN_BIN="$DDP_BIN"
 
 fuzz_seconds="${DDP_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" -gt 0 ]; then

@@ -11,7 +11,7 @@ import Engine
 /// **Synchronized** (torch.nn.SyncBatchNorm): in training, the batch is the *global* batch. The
 /// per-channel sums and sums of squares (and in backward, the sums of dy and dy * xhat) are summed
 /// over the ranks (`context.replicas`), so every rank normalizes with the same statistics and the
-/// trajectory does not depend on the number of ranks. Sums are in double precision.
+/// trajectory does not depend on the number of ranks. Sums are in double precision, element by element.
 ///
 /// The running statistics are buffers (saved, not trained, not reduced: every rank computes the same).
 /// Forward keeps each channel's mean and 1/sqrt(var + eps) in workspace; backward recomputes xhat.
@@ -88,10 +88,10 @@ public final class BatchNorm: Layer {
             for c in 0..<C {
                 var s1 = 0.0, s2 = 0.0
                 for s in 0..<batch {
+                    // In double: a float's square is exact in double, so E[x^2] - mean^2 loses
+                    // nothing to the cancellation that float sums of squares would.
                     let xp = plane(x, s, c)
-                    var a: Float = 0, b: Float = 0
-                    for j in 0..<L { a += xp[j]; b += xp[j] * xp[j] }
-                    s1 += Double(a); s2 += Double(b)
+                    for j in 0..<L { let v = Double(xp[j]); s1 += v; s2 += v * v }
                 }
                 sums[c] = s1
                 sums[C + c] = s2
@@ -144,9 +144,7 @@ public final class BatchNorm: Layer {
             let m = mean[c], inv = invStd[c]
             for s in 0..<batch {
                 let xp = plane(x, s, c), gp = plane(dy, s, c)
-                var a: Float = 0, b: Float = 0
-                for j in 0..<L { a += gp[j]; b += gp[j] * (xp[j] - m) * inv }
-                sdy += Double(a); sdyx += Double(b)
+                for j in 0..<L { let g = Double(gp[j]); sdy += g; sdyx += g * Double((xp[j] - m) * inv) }
             }
             sums[c] = sdy
             sums[C + c] = sdyx
