@@ -23,7 +23,7 @@ public final class BatchNorm: Layer {
     public let eps: Float = 1e-5
     public let momentum: Float = 0.1
     private var weightOffset = 0, biasOffset = 0
-    private var meanOffset = 0, varOffset = 0, countOffset = 0, workOffset = 0
+    private var meanOffset = 0, varOffset = 0, countOffset = 0, statsOffset = 0, sumsOffset = 0
     private var weight: UnsafeMutablePointer<Float>!, bias: UnsafeMutablePointer<Float>!
     private var weightGrad: UnsafeMutablePointer<Float>!, biasGrad: UnsafeMutablePointer<Float>!
     private var runningMean: UnsafeMutablePointer<Float>!, runningVar: UnsafeMutablePointer<Float>!
@@ -50,7 +50,8 @@ public final class BatchNorm: Layer {
         meanOffset = store.reserveBuffer(name: prefix + "running_mean", shape: [channels])
         varOffset = store.reserveBuffer(name: prefix + "running_var", shape: [channels])
         countOffset = store.reserveBuffer(name: prefix + "num_batches_tracked", shape: [], dtype: .i64)
-        workOffset = store.reserveWorkspace(2 * channels + 2 * (2 * channels + 1))
+        statsOffset = store.reserveWorkspace(2 * channels)
+        sumsOffset = store.reserveWorkspace(2 * (2 * channels + 1))  // doubles
     }
 
     public func bind(to store: ParameterStore) {
@@ -61,11 +62,9 @@ public final class BatchNorm: Layer {
         runningMean = store.bufferPointer(meanOffset)
         runningVar = store.bufferPointer(varOffset)
         batchesTracked = store.int64BufferPointer(countOffset)
-        mean = store.workspacePointer(workOffset)
+        mean = store.workspacePointer(statsOffset)
         invStd = mean + channels
-        let raw = UnsafeMutableRawPointer(mean + 2 * channels)
-        // The workspace is 64-byte aligned per reservation; 2C floats keep 8-byte alignment.
-        sums = raw.assumingMemoryBound(to: Double.self)
+        sums = UnsafeMutableRawPointer(store.workspacePointer(sumsOffset)).assumingMemoryBound(to: Double.self)  // 64-byte aligned
     }
 
     /// weight 1, bias 0; running_mean 0, running_var 1, num_batches_tracked 0 (reset_parameters).

@@ -18,11 +18,11 @@ public final class Conv2d: FusesActivation {
     public let outputShape: Shape
     public private(set) var activation: ActivationKind?
     private let height: Int, width: Int, outHeight: Int, outWidth: Int
-    private var weightOffset = 0, biasOffset = 0
-    private var weight: UnsafeMutablePointer<Float>!
-    private var weightGrad: UnsafeMutablePointer<Float>!
-    private var bias: UnsafeMutablePointer<Float>?
-    private var biasGrad: UnsafeMutablePointer<Float>?
+    private var parameters: WeightAndBias
+    private var weight: UnsafeMutablePointer<Float>! { parameters.weight }
+    private var weightGrad: UnsafeMutablePointer<Float>! { parameters.weightGrad }
+    private var bias: UnsafeMutablePointer<Float>? { parameters.bias }
+    private var biasGrad: UnsafeMutablePointer<Float>? { parameters.biasGrad }
     private var columns: UnsafeMutablePointer<Float>!
 
     /// `input`: (Cin, H, W). Fails (nil) when the kernel does not fit the padded input.
@@ -41,6 +41,7 @@ public final class Conv2d: FusesActivation {
         outWidth = (width + 2 * padding - kernel) / stride + 1
         inputShape = input
         outputShape = Shape(outChannels, outHeight, outWidth)
+        parameters = WeightAndBias(weightShape: [outChannels, inChannels, kernel, kernel], bias: bias)
     }
 
     public var typeName: String {
@@ -53,7 +54,7 @@ public final class Conv2d: FusesActivation {
     private var pixels: Int { outHeight * outWidth }
     /// x is its own columns: nothing to unroll.
     private var pointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
-    public var parameterCount: Int { outChannels * patch + (hasBias ? outChannels : 0) }
+    public var parameterCount: Int { parameters.count }
 
     public func fuse(_ kind: ActivationKind) -> Bool {
         activation = kind
@@ -61,28 +62,17 @@ public final class Conv2d: FusesActivation {
     }
 
     public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {
-        weightOffset = store.reserve(name: prefix + "weight", shape: [outChannels, inChannels, kernel, kernel])
-        if hasBias { biasOffset = store.reserve(name: prefix + "bias", shape: [outChannels]) }
+        parameters.reserve(in: store, prefix: prefix)
         if !pointwise { store.reserveScratch(patch * pixels) }
     }
 
     public func bind(to store: ParameterStore) {
-        weight = store.parameterPointer(weightOffset)
-        weightGrad = store.gradientPointer(weightOffset)
-        if hasBias {
-            bias = store.parameterPointer(biasOffset)
-            biasGrad = store.gradientPointer(biasOffset)
-        }
+        parameters.bind(to: store)
         columns = store.scratch.pointer
     }
 
-    /// kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = Cin*K*K, and the
-    /// same bound for the bias, as torch.nn.Conv2d.reset_parameters.
-    public func resetParameters(rng: inout RandomStream) {
-        let bound = 1 / Float(patch).squareRoot()
-        for i in 0..<(outChannels * patch) { weight[i] = rng.uniform(-bound, bound) }
-        if let bias { for i in 0..<outChannels { bias[i] = rng.uniform(-bound, bound) } }
-    }
+    /// torch.nn.Conv2d.reset_parameters (`WeightAndBias.reset`, fan_in = Cin*K*K).
+    public func resetParameters(rng: inout RandomStream) { parameters.reset(rng: &rng) }
 
     public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] {
         [GEMMShape(m: outChannels, n: pixels, k: patch, transA: false, transB: false, repeats: batch),
@@ -190,57 +180,56 @@ public final class Conv2d: FusesActivation {
         return (lo, hi)
     }
 
-    /// im2col: cols[(c*K + ki)*K + kj, oh*Wo + ow] = x[c, oh*S - P + ki, ow*S - P + kj], 0 outside.
-    private func unfold(_ x: UnsafePointer<Float>, into cols: UnsafeMutablePointer<Float>) {
+    /// Visits the rows of one sample's columns: for patch row (c, ki, kj) and output row oh,
+    /// `body(column, input, lo, hi)` gets the row's offset in the columns and the offset in the sample
+    /// of the input element at output column 0, x[c, oh*S - P + ki, -P + kj] (only output columns
+    /// lo..<hi fall inside the image, `columnRange`), or nil when that input row is padding.
+    @inline(__always)
+    private func forEachColumnRow(_ body: (_ column: Int, _ input: Int?, _ lo: Int, _ hi: Int) -> Void) {
         let (h, w, ho, wo, k, s, p) = (height, width, outHeight, outWidth, kernel, stride, padding)
-        var row = cols
+        var column = 0
         for c in 0..<inChannels {
-            let plane = x + c * h * w
             for ki in 0..<k {
                 for kj in 0..<k {
                     let (lo, hi) = columnRange(kj)
                     for oh in 0..<ho {
                         let ih = oh * s - p + ki
-                        let out = row + oh * wo
-                        guard ih >= 0 && ih < h else { out.update(repeating: 0, count: wo); continue }
-                        let src = plane + ih * w - p + kj
-                        for ow in 0..<lo { out[ow] = 0 }
-                        if s == 1 {
-                            (out + lo).update(from: src + lo, count: hi - lo)
-                        } else {
-                            for ow in lo..<hi { out[ow] = src[ow * s] }
-                        }
-                        for ow in hi..<wo { out[ow] = 0 }
+                        body(column + oh * wo, ih >= 0 && ih < h ? (c * h + ih) * w - p + kj : nil, lo, hi)
                     }
-                    row += ho * wo
+                    column += ho * wo
                 }
             }
         }
     }
 
+    /// im2col: cols[(c*K + ki)*K + kj, oh*Wo + ow] = x[c, oh*S - P + ki, ow*S - P + kj], 0 outside.
+    private func unfold(_ x: UnsafePointer<Float>, into cols: UnsafeMutablePointer<Float>) {
+        let (wo, s) = (outWidth, stride)
+        forEachColumnRow { column, input, lo, hi in
+            let out = cols + column
+            guard let input else { out.update(repeating: 0, count: wo); return }
+            let src = x + input
+            for ow in 0..<lo { out[ow] = 0 }
+            if s == 1 {
+                (out + lo).update(from: src + lo, count: hi - lo)
+            } else {
+                for ow in lo..<hi { out[ow] = src[ow * s] }
+            }
+            for ow in hi..<wo { out[ow] = 0 }
+        }
+    }
+
     /// col2im: dx[c, ih, iw] = the sum of the column entries that im2col copied from it.
     private func fold(_ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
-        let (h, w, ho, wo, k, s, p) = (height, width, outHeight, outWidth, kernel, stride, padding)
+        let s = stride
         dx.update(repeating: 0, count: inputShape.count)
-        var row = cols
-        for c in 0..<inChannels {
-            let plane = dx + c * h * w
-            for ki in 0..<k {
-                for kj in 0..<k {
-                    let (lo, hi) = columnRange(kj)
-                    for oh in 0..<ho {
-                        let ih = oh * s - p + ki
-                        guard ih >= 0 && ih < h else { continue }
-                        let dst = plane + ih * w - p + kj
-                        let src = row + oh * wo
-                        if s == 1 {
-                            for ow in lo..<hi { dst[ow] += src[ow] }
-                        } else {
-                            for ow in lo..<hi { dst[ow * s] += src[ow] }
-                        }
-                    }
-                    row += ho * wo
-                }
+        forEachColumnRow { column, input, lo, hi in
+            guard let input else { return }
+            let dst = dx + input, src = cols + column
+            if s == 1 {
+                for ow in lo..<hi { dst[ow] += src[ow] }
+            } else {
+                for ow in lo..<hi { dst[ow * s] += src[ow] }
             }
         }
     }

@@ -74,6 +74,16 @@ public protocol Layer: AnyObject {
 }
 
 extension Layer {
+    /// This layer alone in a store of its own, sealed and bound, for `maxBatch` samples (tests and
+    /// tools; a model gets its store from `Sequential`). The store must outlive the layer's use.
+    public func standaloneStore(maxBatch: Int) -> ParameterStore {
+        let store = ParameterStore()
+        reserve(in: store, prefix: "", maxBatch: maxBatch)
+        store.seal()
+        bind(to: store)
+        return store
+    }
+
     public var isView: Bool { false }
     public var hasTorchIndex: Bool { true }
     public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {}

@@ -13,14 +13,14 @@ final class LayerChain {
     let outputShape: Shape
     /// torch's nn.Sequential index of each layer (nil: a layer torch's model would not have).
     let torchIndex: [Int?]
-    private var maxBatch = 0
     private let ownsInput: Bool
     /// The value whose memory holds value i: itself, or for a view the value before it (0 = input).
     private let home: [Int]
     /// Whether layer i must write its input gradient (some earlier layer has parameters, or the
     /// chain's caller wants the input gradient).
     private let needsInputGrad: [Bool]
-    private var valueOffsets: [Int?] = []
+    /// Workspace offsets of each value that has memory of its own, and of its gradient.
+    private var offsets: [(value: Int, grad: Int)?] = []
     private var values: [UnsafeMutablePointer<Float>?] = []
     private var grads: [UnsafeMutablePointer<Float>?] = []
 
@@ -62,27 +62,24 @@ final class LayerChain {
     /// Returns each layer's first parameter offset (nil for a layer without parameters).
     @discardableResult
     func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) -> [Int?] {
-        self.maxBatch = maxBatch
         var starts: [Int?] = []
         for (i, layer) in layers.enumerated() {
             let before = store.entries.count
             layer.reserve(in: store, prefix: torchIndex[i].map { "\(prefix)\($0)." } ?? prefix, maxBatch: maxBatch)
             starts.append(store.entries.count > before ? store.entries[before].offset : nil)
         }
-        valueOffsets = (0...layers.count).map { i in
+        offsets = (0...layers.count).map { i in
             guard home[i] == i, i > 0 || ownsInput else { return nil }
             let n = maxBatch * (i == 0 ? inputShape.count : layers[i - 1].outputShape.count)
-            return store.reserveWorkspace(2 * n)  // the value, then its gradient
+            return (store.reserveWorkspace(n), store.reserveWorkspace(n))
         }
         return starts
     }
 
     func bind(to store: ParameterStore) {
         for layer in layers { layer.bind(to: store) }
-        values = valueOffsets.map { $0.map { store.workspacePointer($0) } }
-        grads = valueOffsets.enumerated().map { i, offset in
-            offset.map { store.workspacePointer($0) + maxBatch * (i == 0 ? inputShape.count : layers[i - 1].outputShape.count) }
-        }
+        values = offsets.map { $0.map { store.workspacePointer($0.value) } }
+        grads = offsets.map { $0.map { store.workspacePointer($0.grad) } }
     }
 
     var input: UnsafeMutablePointer<Float> { values[0]! }

@@ -19,48 +19,32 @@ public final class Linear: FusesActivation {
     public var typeName: String { "Linear(in_features=\(inFeatures), out_features=\(outFeatures)\(hasBias ? "" : ", bias=False"))" }
     public var inputShape: Shape { Shape(inFeatures) }
     public var outputShape: Shape { Shape(outFeatures) }
-    public var parameterCount: Int { outFeatures * inFeatures + (hasBias ? outFeatures : 0) }
+    public var parameterCount: Int { parameters.count }
 
-    private var weightOffset = 0, biasOffset = 0
-    public private(set) var weight: UnsafeMutablePointer<Float>!
-    public private(set) var bias: UnsafeMutablePointer<Float>?
-    public private(set) var weightGrad: UnsafeMutablePointer<Float>!
-    public private(set) var biasGrad: UnsafeMutablePointer<Float>?
+    private var parameters: WeightAndBias
+    public var weight: UnsafeMutablePointer<Float>! { parameters.weight }
+    public var bias: UnsafeMutablePointer<Float>? { parameters.bias }
+    public var weightGrad: UnsafeMutablePointer<Float>! { parameters.weightGrad }
+    public var biasGrad: UnsafeMutablePointer<Float>? { parameters.biasGrad }
 
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
         self.hasBias = bias
+        parameters = WeightAndBias(weightShape: [outFeatures, inFeatures], bias: bias)
         noBias = FloatBuffer(count: bias ? 0 : outFeatures)
     }
 
-    public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {
-        weightOffset = store.reserve(name: prefix + "weight", shape: [outFeatures, inFeatures])
-        if hasBias { biasOffset = store.reserve(name: prefix + "bias", shape: [outFeatures]) }
-    }
-
-    public func bind(to store: ParameterStore) {
-        weight = store.parameterPointer(weightOffset)
-        weightGrad = store.gradientPointer(weightOffset)
-        if hasBias {
-            bias = store.parameterPointer(biasOffset)
-            biasGrad = store.gradientPointer(biasOffset)
-        }
-    }
+    public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) { parameters.reserve(in: store, prefix: prefix) }
+    public func bind(to store: ParameterStore) { parameters.bind(to: store) }
+    /// torch.nn.Linear.reset_parameters (`WeightAndBias.reset`).
+    public func resetParameters(rng: inout RandomStream) { parameters.reset(rng: &rng) }
 
     /// Forward y = x W^T, the weight gradient dy^T x, and (when an earlier layer trains) dx = dy W.
     public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] {
         [GEMMShape(m: batch, n: outFeatures, k: inFeatures, transA: false, transB: true),
          GEMMShape(m: outFeatures, n: inFeatures, k: batch, transA: true, transB: false)]
             + (inputGrad ? [GEMMShape(m: batch, n: inFeatures, k: outFeatures, transA: false, transB: false)] : [])
-    }
-
-    /// kaiming_uniform_(a=sqrt(5)) for the weight, which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-    /// and the same bound for the bias, as torch.nn.Linear.reset_parameters.
-    public func resetParameters(rng: inout RandomStream) {
-        let bound = 1 / Float(inFeatures).squareRoot()
-        for i in 0..<(outFeatures * inFeatures) { weight[i] = rng.uniform(-bound, bound) }
-        if let bias { for i in 0..<outFeatures { bias[i] = rng.uniform(-bound, bound) } }
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {

@@ -1,5 +1,12 @@
 import Engine
 
+/// (C, (H - K) / S + 1, (W - K) / S + 1) for a K x K window at stride S over (C, H, W) (no padding,
+/// floor mode), or nil when the window does not fit.
+func pooledShape(_ input: Shape, kernel: Int, stride: Int) -> Shape? {
+    guard input.rank == 3, kernel > 0, stride > 0, input.dims[1] >= kernel, input.dims[2] >= kernel else { return nil }
+    return Shape(input.dims[0], (input.dims[1] - kernel) / stride + 1, (input.dims[2] - kernel) / stride + 1)
+}
+
 /// torch.nn.MaxPool2d(kernel_size=K, stride=S) (no padding, floor mode): (C, H, W) to
 /// (C, (H - K) / S + 1, (W - K) / S + 1). Forward keeps the position of each window's maximum (the
 /// first, as torch) in workspace; backward sends each output gradient there.
@@ -11,12 +18,11 @@ public final class MaxPool2d: Layer {
     private var argmax: UnsafeMutablePointer<Int32>!
 
     public init?(input: Shape, kernel: Int, stride: Int? = nil) {
-        let s = stride ?? kernel
-        guard input.rank == 3, kernel > 0, s > 0, input.dims[1] >= kernel, input.dims[2] >= kernel else { return nil }
+        guard let output = pooledShape(input, kernel: kernel, stride: stride ?? kernel) else { return nil }
         self.kernel = kernel
-        self.stride = s
+        self.stride = stride ?? kernel
         inputShape = input
-        outputShape = Shape(input.dims[0], (input.dims[1] - kernel) / s + 1, (input.dims[2] - kernel) / s + 1)
+        outputShape = output
     }
 
     public var typeName: String { "MaxPool2d(kernel_size=\(kernel), stride=\(stride))" }
@@ -74,12 +80,11 @@ public final class AvgPool2d: Layer {
     public let outputShape: Shape
 
     public init?(input: Shape, kernel: Int, stride: Int? = nil) {
-        let s = stride ?? kernel
-        guard input.rank == 3, kernel > 0, s > 0, input.dims[1] >= kernel, input.dims[2] >= kernel else { return nil }
+        guard let output = pooledShape(input, kernel: kernel, stride: stride ?? kernel) else { return nil }
         self.kernel = kernel
-        self.stride = s
+        self.stride = stride ?? kernel
         inputShape = input
-        outputShape = Shape(input.dims[0], (input.dims[1] - kernel) / s + 1, (input.dims[2] - kernel) / s + 1)
+        outputShape = output
     }
 
     public var typeName: String { "AvgPool2d(kernel_size=\(kernel), stride=\(stride))" }

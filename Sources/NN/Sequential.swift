@@ -12,13 +12,13 @@ import Engine
 public final class Sequential {
     public let store = ParameterStore()
     public let maxBatch: Int
-    public let inputShape: Shape
-    public let outputShape: Shape
     private let chain: LayerChain
     /// First flat-buffer offset of each layer's parameters (nil for a layer without parameters).
     public let parameterStart: [Int?]
 
     public var layers: [Layer] { chain.layers }
+    public var inputShape: Shape { chain.inputShape }
+    public var outputShape: Shape { chain.outputShape }
     /// Torch index of each layer, nil for one the torch model would not have.
     public var torchIndex: [Int?] { chain.torchIndex }
 
@@ -27,8 +27,6 @@ public final class Sequential {
         precondition(maxBatch > 0)
         self.maxBatch = maxBatch
         chain = LayerChain(layers: layers, ownsInput: true, inputNeedsGrad: false)
-        inputShape = chain.inputShape
-        outputShape = chain.outputShape
         parameterStart = chain.reserve(in: store, prefix: "", maxBatch: maxBatch)
         var randomIndex: UInt64 = 0
         for case let keyed as KeyedRandomness in chain.allLayers {

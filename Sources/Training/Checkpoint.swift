@@ -99,11 +99,10 @@ public enum Checkpoint {
         }
         // Every rank has checked the same bytes; the writers copy them (with a node-shared copy, rank 0).
         if trainer.writesLoadedState {
-            Weights.copy(weights, into: trainer.model.store)
+            Weights.copyParameters(weights, into: trainer.model.store)
             for (bufferName, buffer) in trainer.optimizer.stateBuffers { buffer.copy(from: optimizerState[bufferName]!.values) }
-        } else {
-            Weights.copyBuffers(weights, into: trainer.model.store)  // every rank has its own buffers
         }
+        Weights.copyBuffers(weights, into: trainer.model.store)
         try trainer.loadedStatePublished()
         trainer.optimizer.stepCount = state.optimizerStep
         trainer.optimizer.learningRate = state.learningRate

@@ -80,7 +80,9 @@ public final class Checkpointer {
         gethostname(&host, host.count - 1)
         let since = ISO8601DateFormatter().string(from: Date())
         let text = "pid \(getpid()) on \(String(cString: host)) since \(since)\n"
-        guard ftruncate(fd, 0) == 0, (try? AtomicFile.writeAll(fd, UnsafeRawBufferPointer(start: text, count: text.utf8.count), path: path)) != nil else {
+        // The bytes stay valid for the whole write (a String passed as a pointer would not).
+        let written = ftruncate(fd, 0) == 0 && (try? Array(text.utf8).withUnsafeBytes { try AtomicFile.writeAll(fd, $0, path: path) }) != nil
+        guard written else {
             let reason = errnoString()
             close(fd)
             throw UsageError("cannot write to --checkpoint-dir \(directory): \(reason)")

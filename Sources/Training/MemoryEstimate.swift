@@ -40,7 +40,7 @@ public struct MemoryEstimate {
         var e = MemoryEstimate()
         e.items.append(("parameters and gradients", saturating(paramBytes, times: 2)))
         e.items.append(("optimizer state", saturating(paramBytes, times: stateBuffers)))
-        e.items.append(("activations", saturating(saturating(store.workspaceCount, plus: saturating(store.scratchCount, plus: store.bufferCount)), times: 4)))
+        e.items.append(("activations, buffers and scratch", saturating(saturating(store.workspaceCount, plus: saturating(store.scratchCount, plus: store.bufferCount)), times: 4)))
         return e
     }
 

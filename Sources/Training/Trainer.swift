@@ -43,8 +43,8 @@ public final class Trainer {
     public let optimizer: Optimizer
     public let sampler: Sampler
     public let reducer: GradientReducer
-    /// Synchronized BatchNorm's sums over all ranks.
-    let replicas: CommReplicaSum
+    /// Synchronized BatchNorm's sums over all ranks (nil on one rank: its batch is the global batch).
+    let replicas: CommReplicaSum?
     /// The learning rate of every step (`--lr-schedule`, `--warmup-steps`) from the base rate.
     public let schedule: LRSchedule
     public let baseLearningRate: Float
@@ -124,7 +124,7 @@ public final class Trainer {
         let wholeRun = sampler.batchesPerEpoch.multipliedReportingOverflow(by: config.epochs)
         totalSteps = min(config.maxSteps ?? Int.max, wholeRun.overflow ? Int.max : wholeRun.partialValue)
         reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
-        replicas = CommReplicaSum(comm: comm)
+        replicas = comm.size > 1 ? CommReplicaSum(comm: comm) : nil
         reducer.clipGradNorm = config.clipGradNorm
         optimizer = try optimizerConfig.make(parameterCount: model.store.count, allocate: reducer.allocateState)
         indices = .allocate(capacity: max(maxBatch, sampler.perRankBatch))
@@ -309,7 +309,7 @@ public final class Trainer {
         for m in 0..<chunks {
             let lo = min(m * micro, k), n = min(micro, k - lo)
             let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices + lo,
-                                      accumulateGradients: m > 0, replicas: comm.size > 1 ? replicas : nil)
+                                      accumulateGradients: m > 0, replicas: replicas)
             splits.train.gather(indices + lo, count: n, into: model.input, labels: labels + lo)
             clock.lap(&times.data)
             model.forward(batch: n, context: context)
@@ -330,7 +330,7 @@ public final class Trainer {
             }
             clock.lap(&times.backward)
         }
-        try replicas.throwPending()
+        try replicas?.throwPending()
         try reducer.finish()
         try comm.wait(lossRequest)
         clock.lap(&times.allreduceWait)

@@ -31,7 +31,8 @@ public enum Weights {
             throw DataError("\(path): tensor '\(name)' holds a non-finite value")
         }
         try check(model.store, tensors: file.tensors, source: path)
-        copy(file.tensors, into: model.store)
+        copyParameters(file.tensors, into: model.store)
+        copyBuffers(file.tensors, into: model.store)
     }
 
     /// Names, shapes and dtypes must match the model's exactly.
@@ -53,16 +54,15 @@ public enum Weights {
         }
     }
 
-    /// Copies checked tensors into the parameters and buffers.
-    public static func copy(_ tensors: [String: SafeTensors.Tensor], into store: ParameterStore) {
+    /// Copies checked tensors into the parameters (with node-shared parameters, one rank does it).
+    public static func copyParameters(_ tensors: [String: SafeTensors.Tensor], into store: ParameterStore) {
         for entry in store.entries {
             let values = tensors[entry.name]!.values
             values.withUnsafeBufferPointer { store.parameterPointer(entry.offset).update(from: $0.baseAddress!, count: values.count) }
         }
-        copyBuffers(tensors, into: store)
     }
 
-    /// Copies checked tensors into the buffers only (each rank has its own copy of them).
+    /// Copies checked tensors into the buffers (every rank has its own).
     public static func copyBuffers(_ tensors: [String: SafeTensors.Tensor], into store: ParameterStore) {
         for entry in store.bufferEntries {
             let t = tensors[entry.name]!

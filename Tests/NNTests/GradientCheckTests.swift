@@ -21,10 +21,7 @@ final class GradientCheckTests: XCTestCase {
                awayFromZero: Bool = false, tolerance: Double = 2e-2, eps: Float = 1e-2,
                prepare: (ParameterStore) -> Void = { _ in },
                file: StaticString = #filePath, line: UInt = #line) {
-        let store = ParameterStore()
-        layer.reserve(in: store, prefix: "", maxBatch: batch)
-        store.seal()
-        layer.bind(to: store)
+        let store = layer.standaloneStore(maxBatch: batch)
         var rng = RandomStream(seed: 42)
         layer.resetParameters(rng: &rng)
         prepare(store)
@@ -118,10 +115,7 @@ final class GradientCheckTests: XCTestCase {
         // The reference: the same weights, the conv alone and a ReLU layer after it.
         let conv = Conv2d(input: shape, outChannels: 3, kernel: 3, padding: 1)!
         let relu = ReLU(conv.outputShape)
-        let store = ParameterStore()
-        conv.reserve(in: store, prefix: "", maxBatch: 3)
-        store.seal()
-        conv.bind(to: store)
+        let store = conv.standaloneStore(maxBatch: 3)
         store.parameters.pointer.update(from: fused.store.parameters.pointer, count: store.count)
         var pre = [Float](repeating: 0, count: 3 * 75), post = pre, dPre = pre, dPost = pre
         conv.forward(fused.input, &pre, batch: 3, context: .eval)

@@ -215,10 +215,7 @@ final class NumpyReferenceTests: XCTestCase {
     /// accumulateGradients (and no dx) then adds the same gradients again.
     func run(_ layer: Layer, batch: Int, training: Bool, x: [Float], dy: [Float], values: [String: [Float]] = [:],
              file: StaticString = #filePath, line: UInt = #line) -> LayerRun {
-        let store = ParameterStore()
-        layer.reserve(in: store, prefix: "", maxBatch: batch)
-        store.seal()
-        layer.bind(to: store)
+        let store = layer.standaloneStore(maxBatch: batch)
         var rng = RandomStream(seed: 1)
         layer.resetParameters(rng: &rng)
         for (name, v) in values {
