@@ -2,8 +2,8 @@ import Engine
 
 /// torch.nn.Dropout: in train mode zeroes each element with probability p and scales the rest by
 /// 1/(1-p); in eval mode passes x through. The mask is a hash of (seed, step, layer, sample index,
-/// element), so it is recomputed in backward rather than stored, is the same on any number of
-/// ranks, and needs no RNG state in a checkpoint.
+/// element), so it is the same on any number of ranks and needs no RNG state in a checkpoint.
+/// Forward keeps it (a byte per draw, in workspace) for backward, which would otherwise hash again.
 public class Dropout: ShapePreserving, KeyedRandomness {
     public let p: Float
     public let shape: Shape
@@ -11,6 +11,9 @@ public class Dropout: ShapePreserving, KeyedRandomness {
     public var randomnessIndex: UInt64 = 0
     /// Consecutive elements that share one draw: 1 here, a channel's H*W in Dropout2d.
     let elementsPerDraw: Int
+    private var maskOffset = 0
+    /// 1 where the last training forward kept the draw, 0 where it dropped it.
+    private var mask: UnsafeMutablePointer<UInt8>!
 
     init(p: Float, shape: Shape, elementsPerDraw: Int) {
         precondition(p >= 0 && p < 1, "Dropout p must be in [0, 1)")
@@ -23,34 +26,53 @@ public class Dropout: ShapePreserving, KeyedRandomness {
 
     public var typeName: String { "Dropout(p=\(p))" }
 
+    private var draws: Int { shape.count / elementsPerDraw }
+
+    public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {
+        maskOffset = store.reserveWorkspace((maxBatch * draws + 3) / 4)
+    }
+
+    public func bind(to store: ParameterStore) {
+        mask = UnsafeMutableRawPointer(store.workspacePointer(maskOffset)).assumingMemoryBound(to: UInt8.self)
+    }
+
+    /// dst = src where the mask keeps, scaled by 1/(1-p), else 0.
     @inline(__always)
-    private func apply(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
-        let n = shape.count
-        guard context.training, p > 0 else {
-            if UnsafePointer(dst) != src { dst.update(from: src, count: batch * n) }
+    private func applyMask(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int) {
+        let scale = 1 / (1 - p), run = elementsPerDraw
+        if run == 1 {  // one draw per element: one flat loop the compiler vectorizes
+            for i in 0..<(batch * draws) { dst[i] = mask[i] != 0 ? src[i] * scale : 0 }
             return
         }
-        let scale = 1 / (1 - p), run = elementsPerDraw
-        for r in 0..<batch {
-            let sample = UInt64(UInt32(bitPattern: context.sampleIDs?[r] ?? Int32(r)))
-            let key = CounterRandom.key(context.seed, context.step, randomnessIndex, sample)
-            var o = r * n
-            for draw in 0..<(n / run) {
-                let keep = CounterRandom.unitFloat(key: key, counter: UInt64(draw)) >= p
-                for j in o..<(o + run) { dst[j] = keep ? src[j] * scale : 0 }
-                o += run
-            }
+        for d in 0..<(batch * draws) {
+            let keep = mask[d] != 0
+            let o = d * run
+            for j in o..<(o + run) { dst[j] = keep ? src[j] * scale : 0 }
         }
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
-        apply(x, y, batch: batch, context: context)
+        guard context.training, p > 0 else {
+            if UnsafePointer(y) != x { y.update(from: x, count: batch * shape.count) }
+            return
+        }
+        let draws = draws
+        for r in 0..<batch {
+            let sample = UInt64(UInt32(bitPattern: context.sampleIDs?[r] ?? Int32(r)))
+            let key = CounterRandom.key(context.seed, context.step, randomnessIndex, sample)
+            for d in 0..<draws { mask[r * draws + d] = CounterRandom.unitFloat(key: key, counter: UInt64(d)) >= p ? 1 : 0 }
+        }
+        applyMask(x, y, batch: batch)
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
         guard let dx else { return }
-        apply(dy, dx, batch: batch, context: context)
+        guard context.training, p > 0 else {
+            if UnsafePointer(dx) != dy { dx.update(from: dy, count: batch * shape.count) }
+            return
+        }
+        applyMask(dy, dx, batch: batch)
     }
 }
 

@@ -43,19 +43,25 @@ public final class MaxPool2d: Layer {
             let xp = x + plane * h * w
             let yp = y + plane * ho * wo
             let ap = argmax + plane * ho * wo
+            // Window offset by offset, each over a whole output row: the window's first element
+            // starts the row, and every other one replaces it where it is larger (selects, not
+            // branches: a window's maximum is unpredictable). NaN wins, as in torch.
             for oh in 0..<ho {
-                for ow in 0..<wo {
-                    var best = (oh * stride) * w + ow * stride
-                    var m = xp[best]
-                    for ki in 0..<kernel {
-                        let row = (oh * stride + ki) * w + ow * stride
-                        for kj in 0..<kernel where xp[row + kj] > m || (xp[row + kj].isNaN && !m.isNaN) {
-                            m = xp[row + kj]
-                            best = row + kj
+                let ym = yp + oh * wo, am = ap + oh * wo
+                for ki in 0..<kernel {
+                    for kj in 0..<kernel {
+                        let start = (oh * stride + ki) * w + kj
+                        if ki == 0 && kj == 0 {
+                            for ow in 0..<wo { ym[ow] = xp[start + ow * stride]; am[ow] = Int32(start + ow * stride) }
+                            continue
+                        }
+                        for ow in 0..<wo {
+                            let v = xp[start + ow * stride], m = ym[ow]
+                            let better = v > m || (v != v && m == m)
+                            ym[ow] = better ? v : m
+                            am[ow] = better ? Int32(start + ow * stride) : am[ow]
                         }
                     }
-                    yp[oh * wo + ow] = m
-                    ap[oh * wo + ow] = Int32(best)
                 }
             }
         }

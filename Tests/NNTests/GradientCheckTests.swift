@@ -171,6 +171,8 @@ final class GradientCheckTests: XCTestCase {
 
     func testDropout2dDropsWholeChannels() {
         let d = Dropout2d(p: 0.5, shape: Shape(200, 2, 2))
+        let store = d.standaloneStore(maxBatch: 1)  // the mask's workspace
+        defer { withExtendedLifetime(store) {} }
         let x = [Float](repeating: 1, count: 800)
         var y = [Float](repeating: 0, count: 800)
         var ids: [Int32] = [3]
@@ -182,6 +184,8 @@ final class GradientCheckTests: XCTestCase {
 
     func testDropoutSemantics() {
         let d = Dropout(p: 0.5, shape: Shape(1000))
+        let store = d.standaloneStore(maxBatch: 1)  // the mask's workspace
+        defer { withExtendedLifetime(store) {} }
         let x = [Float](repeating: 1, count: 1000)
         var y = [Float](repeating: 0, count: 1000)
         var ids: [Int32] = [3]
