@@ -2,7 +2,7 @@
 // ddp-train: distributed data-parallel training in Swift over Open MPI and OpenBLAS.
 //
 // Dependencies point one way:
-//   C shims (CBLAS, CZlib, CMPI, CKernels) -> Engine -> NN, Optim, Data -> Comm -> Training -> DDPTrain (CLI)
+//   C shims (CBLAS, CZlib, CPNG, CJPEG, CMPI, CKernels) -> Engine -> NN, Optim, Data -> Comm -> Training -> DDPTrain (CLI)
 // Only the Comm module imports CMPI.
 import PackageDescription
 
@@ -23,13 +23,17 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CKernels", path: "Sources/CKernels"),
         .target(name: "Engine", dependencies: ["CBLAS", "CKernels"], swiftSettings: hot),
         .target(name: "NN", dependencies: ["Engine"], swiftSettings: hot),
         .target(name: "Optim", dependencies: ["Engine"], swiftSettings: hot),
-        .target(name: "Data", dependencies: ["Engine", "CZlib", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: hot),
+        .target(name: "Data", dependencies: ["Engine", "CZlib", "CPNG", "CJPEG", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: hot),
         .target(name: "Comm", dependencies: ["Engine", "CMPI"], swiftSettings: hot),
         .target(name: "Training", dependencies: ["Engine", "NN", "Optim", "Data", "Comm"], swiftSettings: hot),
         .executableTarget(name: "DDPTrain", dependencies: [

@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets in Fuzz/ and runs each for SECONDS (default 600):
 #
 #   Scripts/fuzz.sh [SECONDS]
-#   FUZZ_TARGETS="idx safetensors"   targets to build and run (default: idx safetensors checkpoint)
+#   FUZZ_TARGETS="idx safetensors"   targets to build and run (default: idx safetensors checkpoint image csv)
 #   FUZZ_JOBS=N                      targets run at once (default: all of them; they are independent)
 #
 # Each target is Fuzz/TARGET.swift compiled together with the Data module's reader sources under
@@ -19,11 +19,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION="${1:-600}"
-read -r -a TARGETS <<< "${FUZZ_TARGETS:-idx safetensors checkpoint}"
+read -r -a TARGETS <<< "${FUZZ_TARGETS:-idx safetensors checkpoint image csv}"
 JOBS="${FUZZ_JOBS:-${#TARGETS[@]}}"
 OUT=.build/fuzz
 DATA_SOURCES=(Sources/Data/DataError.swift Sources/Data/IDX.swift Sources/Data/Gzip.swift
-              Sources/Data/SafeTensors.swift Sources/Data/CheckpointFile.swift Sources/Data/AtomicFile.swift)
+              Sources/Data/SafeTensors.swift Sources/Data/CheckpointFile.swift Sources/Data/AtomicFile.swift
+              Sources/Data/CSV.swift Sources/Data/TableSchema.swift)
 FUZZ_FLAGS=(-max_total_time="$DURATION" -max_len=65536 -rss_limit_mb=2048 -malloc_limit_mb=512
             -timeout=10 -print_final_stats=1)
 
@@ -37,12 +38,18 @@ mkdir -p "$OUT/bin" "$OUT/logs"
 # --- build (skipped while the binary is newer than its sources) ---
 for t in "${TARGETS[@]}"; do
   bin="$OUT/bin/$t"
-  if [ -x "$bin" ] && [ -z "$(find "Fuzz/$t.swift" "${DATA_SOURCES[@]}" -newer "$bin")" ]; then
+  # Per-target additions: image also needs the decoders and libpng/libjpeg (shim headers are deps too).
+  extra=(); extra_deps=(); extra_flags=()
+  case $t in
+    image) extra=(Sources/Data/ImageFile.swift); extra_deps=(Sources/CPNG/shim.h Sources/CJPEG/shim.h)
+           extra_flags=(-I Sources/CPNG -I Sources/CJPEG -lpng16 -ljpeg) ;;
+  esac
+  if [ -x "$bin" ] && [ -z "$(find "Fuzz/$t.swift" "${DATA_SOURCES[@]}" "${extra[@]}" "${extra_deps[@]}" -newer "$bin")" ]; then
     continue
   fi
   log "building $t"
   swiftc -sanitize=fuzzer,address -parse-as-library -O -g -use-ld=lld -module-name "Fuzz_$t" \
-    -I Sources/CZlib -lz "Fuzz/$t.swift" "${DATA_SOURCES[@]}" -o "$bin"
+    -I Sources/CZlib -lz "${extra_flags[@]}" "Fuzz/$t.swift" "${DATA_SOURCES[@]}" "${extra[@]}" -o "$bin"
 done
 rm -rf "$OUT/seeds"
 python3 Fuzz/seeds.py "$OUT/seeds"

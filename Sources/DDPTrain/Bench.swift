@@ -21,7 +21,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         var c = TrainConfig()
-        c.dataset = "synthetic:\(max(20_000, batchSize * 64))"
+        c.data.dataset = "synthetic:\(max(20_000, batchSize * 64))"
         c.model = model
         c.batchSize = batchSize
         c.optimizer = optimizer

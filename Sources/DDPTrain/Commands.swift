@@ -19,50 +19,77 @@ struct DDPTrainCommand: ParsableCommand {
         defaultSubcommand: Train.self)
 }
 
-/// Where the data is and how to read it; shared by train, evaluate, predict and bench.
+extension TableSchema.Task: ExpressibleByArgument {}
+
+/// Where the data is and how it becomes model input; shared by train, evaluate, predict and bench.
+/// Every option is optional: train fills the gaps with the defaults, evaluate and predict with what
+/// the weights file recorded.
 struct DataOptions: ParsableArguments {
+    @Option(help: "mnist, fashion-mnist, synthetic:N (a seeded, learnable task), csv:PATH (a CSV or TSV table), or images:DIR (torchvision's ImageFolder layout: DIR/train/CLASS/*.png, DIR/test/CLASS/*.png).")
+    var dataset: String?
     @Option(help: "Dataset folder in the standard MNIST layout (default: $DDP_DATA_DIR, else ./data/mnist).")
     var dataDir: String?
-
-    @Option(help: "mnist, fashion-mnist, or synthetic:N (a seeded, learnable task of N samples).")
-    var dataset = "mnist"
-
-    @Option(parsing: .unconditional, help: "Normalize pixels as (x - MEAN) / STD after scaling to [0,1], e.g. 0.1307,0.3081.")
+    @Option(help: "A separate test set: a table for csv data, a labels CSV for --labels images.")
+    var testData: String?
+    @Option(help: "Images listed in a CSV of file,label rows (paths relative to the CSV), with --dataset images.")
+    var labels: String?
+    @Option(help: "The target column(s) of a table: a name or 0-based index, comma-separated for several regression targets (default: the last column).")
+    var target: String?
+    @Option(help: "classification or regression (default: inferred from the target column, and printed).")
+    var task: TableSchema.Task?
+    @Flag(inversion: .prefixedNo, help: "Whether the table's first row is a header (default: detected).")
+    var header: Bool?
+    @Flag(help: "Keep table features as they are instead of standardizing them with the training table's mean and std.")
+    var noStandardize = false
+    @Option(help: "Resize every image to HxW (default: every image must have the first image's size).")
+    var imageSize: String?
+    @Option(parsing: .unconditional, help: "Normalize image pixels as (x - MEAN) / STD after scaling to [0,1]: MEAN,STD, or M1,...,MC,S1,...,SC per channel, e.g. 0.1307,0.3081.")
     var normalize: String?
-
-    @Option(parsing: .unconditional, help: "Use the last N training samples as the validation set instead of the test files.")
-    var holdout = 0
+    @Option(help: "Augment training images: crop:PADDING (random crop after zero padding) and/or flip (random horizontal flip), e.g. crop:4,flip.")
+    var augment: String?
+    @Option(parsing: .unconditional, help: "Use a seeded random fraction F of the training data as the validation set (torch's random_split).")
+    var valSplit: Double?
+    @Flag(help: "Keep the class proportions in the --val-split.")
+    var stratify = false
+    @Option(parsing: .unconditional, help: "Use the last N training samples as the validation set instead of the test set.")
+    var holdout: Int?
 
     func validate() throws {
-        _ = try parsedNormalize()
-        guard holdout >= 0 else { throw ValidationError("invalid --holdout \(holdout): must be >= 0") }
-    }
-
-    var resolvedDataDir: String {
-        dataDir ?? ProcessInfo.processInfo.environment["DDP_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./data/mnist"
-    }
-
-    func parsedNormalize() throws -> [Float]? {
-        guard let normalize else { return nil }
-        let parts = normalize.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
-        guard parts.count == 2, let m = parts[0], let s = parts[1], m.isFinite, s.isFinite, s > 0 else {
-            throw ValidationError("invalid --normalize '\(normalize)': expected MEAN,STD, finite numbers with STD > 0, e.g. 0.1307,0.3081")
+        do {
+            try source(over: nil).validate()
+        } catch {
+            throw ValidationError("\(error)")
         }
-        return [m, s]
     }
 
-    func apply(to c: inout TrainConfig) throws {
-        c.dataDir = resolvedDataDir
-        c.dataset = dataset
-        c.normalize = try parsedNormalize()
-        c.holdout = holdout
-    }
-
-    /// The train and evaluation sets these options describe.
-    func load() throws -> DataSplits {
-        var c = TrainConfig()
-        try apply(to: &c)
-        return try DataSplits.load(kind: try c.datasetKind, dataDir: c.dataDir, holdout: c.holdout, seed: c.seed, normalize: c.normalize)
+    /// These options over `base`: the defaults when nil (train), else a weights file's record.
+    func source(over base: DataSource?, seed: UInt64 = 1) throws -> DataSource {
+        var d = base ?? DataSource()
+        if base == nil {
+            d.dataDir = ProcessInfo.processInfo.environment["DDP_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./data/mnist"
+            d.seed = seed
+        }
+        if let dataset { d.dataset = dataset }
+        if let dataDir { d.dataDir = dataDir }
+        if let testData { d.testData = testData }
+        if let labels { d.labels = labels }
+        if let target { d.target = target }
+        if let task { d.task = task }
+        if let header { d.header = header }
+        if noStandardize { d.standardize = false }
+        if let imageSize {
+            let parts = imageSize.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+            guard (parts.count == 2 || parts.count == 1), parts.allSatisfy({ $0 != nil }) else {
+                throw ValidationError("invalid --image-size '\(imageSize)': expected HxW, e.g. 28x28")
+            }
+            d.imageSize = parts.count == 1 ? [parts[0]!, parts[0]!] : parts.map { $0! }
+        }
+        if let normalize { d.normalize = try Normalization(parsing: normalize) }
+        if let augment { d.augment = try Augmentation(parsing: augment, seed: d.seed) }
+        if let valSplit { d.valSplit = valSplit; d.holdout = 0 }
+        if stratify { d.stratify = true }
+        if let holdout { d.holdout = holdout; if holdout > 0 { d.valSplit = nil } }
+        return d
     }
 }
 
@@ -87,15 +114,18 @@ struct ParallelOptions: ParsableArguments {
 
 /// Saved weights to evaluate or predict with; shared by evaluate and predict.
 struct WeightsOptions: ParsableArguments {
-    @Option(help: "Weights file (safetensors) written by --save.")
+    @Option(help: "Weights file (safetensors) written by --save; it records the model, the data and the preprocessing.")
     var weights: String
     @Option(help: "The model the weights are for (default: the one recorded in the file).")
     var model: String?
 
-    /// Builds the model the file needs (`--model`, else the spec saved in it) and loads the weights.
-    func load(for data: Dataset, maxBatch: Int) throws -> (Sequential, ModelSpec) {
-        let spec = try ModelSpec(parsing: try model ?? Weights.modelSpec(in: weights) ?? "mlp:512,512")
-        let net = try spec.build(inputShape: data.sampleShape, classes: data.classes, maxBatch: maxBatch, seed: 0)
+    /// What the file records about itself.
+    func description() throws -> Weights.Description { try Weights.description(in: weights) }
+
+    /// Builds the model the file needs (`--model`, else the spec saved in it) for `task` and loads the weights.
+    func load(inputShape: Shape, task: Task, recorded: Weights.Description, maxBatch: Int) throws -> (Sequential, ModelSpec) {
+        let spec = try ModelSpec(parsing: model ?? (recorded.model.isEmpty ? "mlp:512,512" : recorded.model))
+        let net = try spec.build(inputShape: inputShape, classes: task.width, maxBatch: maxBatch, seed: 0)
         try Weights.load(net, from: weights)
         return (net, spec)
     }
@@ -110,10 +140,10 @@ struct Train: ParsableCommand {
 
     @OptionGroup var data: DataOptions
 
-    @Option(help: "mlp:H1,H2,...[:relu|sigmoid|tanh][:dropout=P]")
+    @Option(help: "mlp:H1,H2,...[:relu|sigmoid|tanh][:dropout=P], a preset (linear, cnn, lenet5, resnet8), or a layer list (docs/models.md).")
     var model = "mlp:512,512"
-    @Option(help: "cross-entropy (on logits), nll (adds LogSoftmax), or mse (against one-hot targets).")
-    var loss = "cross-entropy"
+    @Option(help: "Classification: cross-entropy (default, on logits), nll (adds LogSoftmax) or mse (against one-hot targets). Regression: mse (default), l1 or huber.")
+    var loss: String?
     @Option(parsing: .unconditional, help: "Passes over the training set.")
     var epochs = 1
     @Option(parsing: .unconditional, help: "Stop after N optimizer steps.")
@@ -174,7 +204,7 @@ struct Train: ParsableCommand {
     /// The run these flags describe.
     func makeConfig() throws -> TrainConfig {
         var c = TrainConfig()
-        try data.apply(to: &c)
+        c.data = try data.source(over: nil, seed: seed)
         c.model = model
         c.loss = loss
         c.epochs = epochs
@@ -247,75 +277,42 @@ struct Train: ParsableCommand {
 }
 
 struct Evaluate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print loss, accuracy and the confusion matrix of saved weights.")
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate saved weights: loss and accuracy with the confusion matrix, or MSE, MAE and R².",
+        discussion: "With only --weights, the training run's data, split and preprocessing (recorded in the file) are used; data options override them.")
 
     @OptionGroup var data: DataOptions
     @OptionGroup var saved: WeightsOptions
-    @Option(help: "cross-entropy, nll or mse.")
-    var loss = "cross-entropy"
+    @Option(help: "The loss to report (default: the one the weights were trained with).")
+    var loss: String?
 
     func run() throws {
-        guard let lossKind = LossKind(name: loss) else { throw ValidationError("invalid --loss '\(loss)': expected cross-entropy, nll or mse") }
-        let splits = try data.load()
+        let recorded = try saved.description()
+        let source = try data.source(over: recorded.data)
+        let splits = try DataSplits.load(source, fitted: recorded.preprocessing)
+        let lossKind: LossKind? = try (loss ?? recorded.loss).map { name in
+            guard let k = LossKind(name: name) else { throw ValidationError("invalid --loss '\(name)'") }
+            return k
+        }
+        try evaluate(splits: splits, recorded: recorded, lossKind: lossKind)
+    }
+
+    func evaluate(splits: DataSplits, recorded: Weights.Description, lossKind: LossKind?) throws {
+        // A model trained with nll ends in LogSoftmax; its logits under cross-entropy give the same loss.
+        let task = try Task(space: splits.eval.space, loss: lossKind == .nll ? .crossEntropy : lossKind)
         let comm = try makeCommunicator(stallTimeout: 300)
         _ = BLASEnvironment.configureThreads(override: nil, localSize: comm.localSize)
-        let (net, spec) = try saved.load(for: splits.eval, maxBatch: 1000)
-        let loss: Loss = lossKind == .nll ? CrossEntropyLoss() : lossKind.make()  // NLL on log_softmax(logits) is cross-entropy
-        var indices = [Int32](repeating: 0, count: 1000), labels = [Int32](repeating: 0, count: 1000)
-        let result = try Evaluator.evaluate(model: net, loss: loss, dataset: splits.eval, comm: comm, indices: &indices, labels: &labels)
+        let (net, spec) = try saved.load(inputShape: splits.eval.sampleShape, task: task, recorded: recorded, maxBatch: 1000)
+        let indices = UnsafeMutablePointer<Int32>.allocate(capacity: 1000)
+        defer { indices.deallocate() }
+        let targets = TargetBuffer(capacity: 1000, width: task.width)
+        let result = try Evaluator.evaluate(model: net, task: task, dataset: splits.eval, comm: comm, indices: indices, targets: targets)
         if comm.isRoot {
-            print("Model \(spec) from \(saved.weights)")
+            print("Model \(spec) from \(saved.weights); data \(splits.eval.name == "test" ? "test set" : "validation split") of \(data.dataset ?? recorded.data?.dataset ?? "?")")
             print(result.line(setName: splits.evalName))
-            print(result.confusion.render(classNames: splits.eval.classNames))
+            if let table = result.details(names: splits.eval.classNames) { print(table) }
         }
         comm.finalize()
-    }
-}
-
-struct Predict: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Classify one test sample and print the class probabilities.")
-
-    @OptionGroup var data: DataOptions
-    @OptionGroup var saved: WeightsOptions
-    @Option(help: "Index of the sample in the test (or --holdout validation) set.")
-    var index: Int
-
-    func run() throws {
-        let splits = try data.load()
-        guard index >= 0 && index < splits.eval.count else {
-            throw ValidationError("invalid --index \(index): the \(splits.evalName) set has samples 0..<\(splits.eval.count)")
-        }
-        _ = BLASEnvironment.configureThreads(override: 1, localSize: 1)
-        let (net, _) = try saved.load(for: splits.eval, maxBatch: 1)
-        var idx = Int32(index)
-        var label: Int32 = 0
-        splits.eval.gather(&idx, count: 1, into: net.input, labels: &label)
-        net.forward(batch: 1, context: .eval)
-        var probs = [Float](repeating: 0, count: net.classes)
-        probs.withUnsafeMutableBufferPointer { softmaxRow(net.output, $0.baseAddress!, net.classes) }
-        let predicted = probs.indices.max { probs[$0] < probs[$1] }!
-        let names = splits.eval.classNames
-        print(asciiArt(splits.eval.image(index), side: splits.eval.sampleShape.dims.last ?? 28))
-        print("Sample \(index) of the \(splits.evalName) set: true class \(names[Int(label)])")
-        print(String(format: "Predicted: %@ (probability %.4f)%@", names[predicted], probs[predicted],
-                     predicted == Int(label) ? "" : "  [wrong]"))
-        print("Class probabilities:")
-        for (i, p) in probs.enumerated() {
-            let bar = String(repeating: "#", count: Int((p * 40).rounded()))
-            print(String(format: "  %@ %.4f %@", names[i].padding(toLength: max(11, names.map(\.count).max()!), withPad: " ", startingAt: 0), p, bar))
-        }
-    }
-
-    func asciiArt(_ pixels: ArraySlice<UInt8>, side: Int) -> String {
-        let ramp = Array(" .:-=+*#%@")
-        var rows: [String] = []
-        let px = Array(pixels)
-        for r in stride(from: 0, to: px.count / side, by: 2) {
-            var line = ""
-            for c in 0..<side { line.append(ramp[Int(px[r * side + c]) * (ramp.count - 1) / 255]) }
-            rows.append(line)
-        }
-        return rows.joined(separator: "\n")
     }
 }
 

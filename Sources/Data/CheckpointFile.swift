@@ -30,6 +30,8 @@ public enum CheckpointFile {
         public var globalBatch: Int
         public var trainCount: Int
         public var bestAccuracy: Double
+        /// The best validation loss of a regression run (its "best"); absent for classification.
+        public var bestLoss: Double?
         public var optimizer: String
         public var optimizerStep: Int
         public var learningRate: Float
@@ -73,6 +75,7 @@ public enum CheckpointFile {
             guard bestAccuracy == -1 || (bestAccuracy >= 0 && bestAccuracy <= 1) else {
                 throw bad("best accuracy \(bestAccuracy) is not in [0, 1]")
             }
+            if let l = bestLoss, !(l.isFinite && l >= 0) { throw bad("best loss \(l) is not a finite number >= 0") }
             guard optimizerStep >= 0 && optimizerStep <= step else {
                 throw bad("optimizer step \(optimizerStep) is not in 0...\(step)")
             }

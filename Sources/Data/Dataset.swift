@@ -1,73 +1,242 @@
 import Engine
 
-/// Labelled images held as the bytes they came in (1/4 of the memory of floats). A batch is gathered
-/// and normalized into the model's input buffer: `(pixel / 255 - mean) / std`.
+/// What a model predicts for a dataset: one of `names` (classification, a class index per sample),
+/// or one float per name (regression). The model's output width is `names.count` either way.
+public enum TargetSpace: Equatable, Codable, Sendable {
+    case classes(names: [String])
+    case values(names: [String])
+
+    public var names: [String] {
+        switch self {
+        case .classes(let n), .values(let n): return n
+        }
+    }
+
+    public var width: Int { names.count }
+    public var isClassification: Bool { if case .classes = self { return true } else { return false } }
+}
+
+/// Per-channel input normalization of byte samples, as torchvision's `Normalize` after `ToTensor`:
+/// `(pixel / 255 - mean[c]) / std[c]`. One value applies to every channel.
+public struct Normalization: Equatable, Codable, Sendable {
+    public var mean: [Float]
+    public var std: [Float]
+
+    public init(mean: [Float], std: [Float]) {
+        self.mean = mean
+        self.std = std
+    }
+
+    public static let identity = Normalization(mean: [0], std: [1])
+
+    /// `MEAN,STD` for every channel, or `M1,...,MC,S1,...,SC` per channel.
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count >= 2, parts.count % 2 == 0, parts.allSatisfy({ $0?.isFinite == true }) else {
+            throw DataError("invalid --normalize '\(text)': expected MEAN,STD or M1,...,MC,S1,...,SC (finite numbers), e.g. 0.1307,0.3081")
+        }
+        let values = parts.map { $0! }
+        self.init(mean: Array(values[..<(values.count / 2)]), std: Array(values[(values.count / 2)...]))
+        guard std.allSatisfy({ $0 > 0 }) else { throw DataError("invalid --normalize '\(text)': every STD must be > 0") }
+    }
+
+    /// Both lists as one, as `--normalize` takes them.
+    public var flat: [Float] { mean + std }
+    public var description: String { flat.map { "\($0)" }.joined(separator: ",") }
+}
+
+/// Where a batch's targets go: class indices or float values, room for the largest batch.
+public final class TargetBuffer {
+    public let classes: UnsafeMutablePointer<Int32>
+    public let values: UnsafeMutablePointer<Float>
+    public let capacity: Int
+    public let width: Int
+
+    public init(capacity: Int, width: Int) {
+        self.capacity = max(capacity, 1)
+        self.width = max(width, 1)
+        classes = .allocate(capacity: self.capacity)
+        classes.initialize(repeating: 0, count: self.capacity)
+        values = .allocate(capacity: self.capacity * self.width)
+        values.initialize(repeating: 0, count: self.capacity * self.width)
+    }
+
+    deinit {
+        classes.deallocate()
+        values.deallocate()
+    }
+}
+
+/// Samples of one shape with their targets, held compactly: images as the bytes they came in (1/4
+/// of the memory of floats, normalized while a batch is gathered), tables as the floats their
+/// preprocessing produced. A batch is gathered into the model's input buffer.
 public final class Dataset {
+    public enum Samples {
+        /// (C, H, W) bytes per sample, normalized per channel when gathered.
+        case bytes([UInt8])
+        /// Ready model inputs, `sampleShape.count` floats per sample.
+        case floats([Float])
+    }
+
+    public enum Targets {
+        case classes([Int32])
+        /// `space.width` floats per sample.
+        case values([Float])
+    }
+
     public let name: String
     public let sampleShape: Shape
-    public let classNames: [String]
+    public let space: TargetSpace
     public let count: Int
-    /// Dataset index of each stored sample; identity unless this holds a slice (holdout, shard).
-    private let pixels: [UInt8]
-    public let labels: [Int32]
-    public var mean: Float = 0 { didSet { updateTable() } }
-    public var std: Float = 1 { didSet { updateTable() } }
-    /// Byte to input value, computed as torchvision does: (p / 255 - mean) / std.
-    private var table = [Float](repeating: 0, count: 256)
+    public let samples: Samples
+    public let targets: Targets
+    public var normalization = Normalization.identity { didSet { updateTable() } }
+    /// Random crop and flip applied by `gather` when it is given an epoch (training only).
+    public var augmentation: Augmentation?
+    /// Byte to input value per channel: `table[c * 256 + p]`.
+    private var table: [Float] = []
 
-    public init(name: String, sampleShape: Shape, classNames: [String], pixels: [UInt8], labels: [Int32]) throws {
-        guard pixels.count == labels.count * sampleShape.count else {
-            throw DataError("\(name): \(pixels.count / max(sampleShape.count, 1)) images but \(labels.count) labels")
+    public init(name: String, sampleShape: Shape, space: TargetSpace, samples: Samples, targets: Targets) throws {
+        let n = sampleShape.count
+        let count: Int
+        switch targets {
+        case .classes(let c):
+            count = c.count
+            guard case .classes(let names) = space else { throw DataError("\(name): class targets need a class list") }
+            for l in c where l < 0 || Int(l) >= names.count {
+                throw DataError("\(name): label \(l) out of range 0..<\(names.count)")
+            }
+        case .values(let v):
+            guard case .values = space, space.width > 0 else { throw DataError("\(name): value targets need target names") }
+            guard v.count % space.width == 0 else { throw DataError("\(name): \(v.count) target values for \(space.width) targets per sample") }
+            count = v.count / space.width
         }
-        for l in labels where l < 0 || Int(l) >= classNames.count {
-            throw DataError("\(name): label \(l) out of range 0..<\(classNames.count)")
+        let stored: Int
+        switch samples {
+        case .bytes(let b): stored = b.count
+        case .floats(let f): stored = f.count
+        }
+        guard stored == count * n else {
+            throw DataError("\(name): \(stored / max(n, 1)) samples but \(count) targets")
         }
         self.name = name
         self.sampleShape = sampleShape
-        self.classNames = classNames
-        self.pixels = pixels
-        self.labels = labels
-        count = labels.count
+        self.space = space
+        self.samples = samples
+        self.targets = targets
+        self.count = count
         updateTable()
     }
 
-    private func updateTable() {
-        for p in 0..<256 { table[p] = (Float(p) / 255 - mean) / std }
+    /// A classification set of byte images (the IDX and image-folder loaders).
+    public convenience init(name: String, sampleShape: Shape, classNames: [String], pixels: [UInt8], labels: [Int32]) throws {
+        try self.init(name: name, sampleShape: sampleShape, space: .classes(names: classNames), samples: .bytes(pixels), targets: .classes(labels))
     }
 
-    public var classes: Int { classNames.count }
+    /// Channels of a (C, H, W) sample; 1 for flat features.
+    public var channels: Int { sampleShape.rank == 3 ? sampleShape.dims[0] : 1 }
+    public var classNames: [String] { space.names }
+    public var isImage: Bool { if case .bytes = samples { return true } else { return false } }
 
-    /// Samples `range` as a new dataset (the holdout split and `--shard-data`).
-    public func slice(_ range: Range<Int>, name: String) throws -> Dataset {
-        let n = sampleShape.count
-        let d = try Dataset(name: name, sampleShape: sampleShape, classNames: classNames,
-                            pixels: Array(pixels[(range.lowerBound * n)..<(range.upperBound * n)]),
-                            labels: Array(labels[range]))
-        d.mean = mean
-        d.std = std
+    private func updateTable() {
+        let c = channels
+        table = [Float](repeating: 0, count: c * 256)
+        for ch in 0..<c {
+            let m = normalization.mean[normalization.mean.count == 1 ? 0 : min(ch, normalization.mean.count - 1)]
+            let s = normalization.std[normalization.std.count == 1 ? 0 : min(ch, normalization.std.count - 1)]
+            for p in 0..<256 { table[ch * 256 + p] = (Float(p) / 255 - m) / s }
+        }
+    }
+
+    /// The samples at `indices`, in that order, as a new dataset (splits and shards).
+    public func subset(_ indices: [Int], name: String) throws -> Dataset {
+        let n = sampleShape.count, w = space.width
+        let s: Samples
+        switch samples {
+        case .bytes(let b):
+            var out = [UInt8](); out.reserveCapacity(indices.count * n)
+            for i in indices { out.append(contentsOf: b[(i * n)..<((i + 1) * n)]) }
+            s = .bytes(out)
+        case .floats(let f):
+            var out = [Float](); out.reserveCapacity(indices.count * n)
+            for i in indices { out.append(contentsOf: f[(i * n)..<((i + 1) * n)]) }
+            s = .floats(out)
+        }
+        let t: Targets
+        switch targets {
+        case .classes(let c): t = .classes(indices.map { c[$0] })
+        case .values(let v):
+            var out = [Float](); out.reserveCapacity(indices.count * w)
+            for i in indices { out.append(contentsOf: v[(i * w)..<((i + 1) * w)]) }
+            t = .values(out)
+        }
+        let d = try Dataset(name: name, sampleShape: sampleShape, space: space, samples: s, targets: t)
+        d.normalization = normalization
+        d.augmentation = augmentation
         return d
     }
 
-    /// Writes samples `indices[0..<k]` into `input` (k, sampleShape) and their labels into `labelsOut`.
+    /// Samples `range` as a new dataset (the holdout split).
+    public func slice(_ range: Range<Int>, name: String) throws -> Dataset { try subset(Array(range), name: name) }
+
+    /// Class index of sample i (classification sets).
+    public func label(_ i: Int) -> Int32? {
+        if case .classes(let c) = targets { return c[i] }
+        return nil
+    }
+
+    /// Writes samples `indices[0..<k]` into `input` (k, sampleShape) and their targets into `targets`
+    /// at rows `offset...`. With an `epoch`, the training set's augmentation (if any) is applied,
+    /// keyed on (seed, epoch, sample index): the same whichever rank gathers the sample.
     @inline(__always)
     public func gather(_ indices: UnsafePointer<Int32>, count k: Int, into input: UnsafeMutablePointer<Float>,
-                       labels labelsOut: UnsafeMutablePointer<Int32>) {
+                       targets out: TargetBuffer, offset: Int = 0, epoch: Int? = nil) {
         let n = sampleShape.count
-        table.withUnsafeBufferPointer { value in
-            pixels.withUnsafeBufferPointer { px in
-                labels.withUnsafeBufferPointer { lb in
+        switch samples {
+        case .bytes(let pixels):
+            table.withUnsafeBufferPointer { value in
+                pixels.withUnsafeBufferPointer { px in
                     for r in 0..<k {
                         let i = Int(indices[r])
                         let src = px.baseAddress! + i * n
                         let dst = input + r * n
-                        for j in 0..<n { dst[j] = value[Int(src[j])] }
-                        labelsOut[r] = lb[i]
+                        if let a = augmentation, let epoch, a.isActive {
+                            a.apply(src, into: dst, shape: sampleShape, table: value.baseAddress!, sample: i, epoch: epoch)
+                        } else if channels == 1 {
+                            for j in 0..<n { dst[j] = value[Int(src[j])] }
+                        } else {
+                            let plane = n / channels
+                            for c in 0..<channels {
+                                let t = value.baseAddress! + c * 256
+                                for j in (c * plane)..<((c + 1) * plane) { dst[j] = t[Int(src[j])] }
+                            }
+                        }
                     }
                 }
+            }
+        case .floats(let features):
+            features.withUnsafeBufferPointer { f in
+                for r in 0..<k {
+                    (input + r * n).update(from: f.baseAddress! + Int(indices[r]) * n, count: n)
+                }
+            }
+        }
+        switch targets {
+        case .classes(let labels):
+            labels.withUnsafeBufferPointer { lb in
+                for r in 0..<k { out.classes[offset + r] = lb[Int(indices[r])] }
+            }
+        case .values(let values):
+            let w = space.width
+            values.withUnsafeBufferPointer { v in
+                for r in 0..<k { (out.values + (offset + r) * w).update(from: v.baseAddress! + Int(indices[r]) * w, count: w) }
             }
         }
     }
 
-    /// The raw bytes of sample i, for display.
-    public func image(_ i: Int) -> ArraySlice<UInt8> { pixels[(i * sampleShape.count)..<((i + 1) * sampleShape.count)] }
+    /// The raw bytes of image sample i, for display (nil for tables).
+    public func image(_ i: Int) -> ArraySlice<UInt8>? {
+        guard case .bytes(let pixels) = samples else { return nil }
+        return pixels[(i * sampleShape.count)..<((i + 1) * sampleShape.count)]
+    }
 }

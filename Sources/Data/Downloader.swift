@@ -16,7 +16,7 @@ public enum Downloader {
         switch kind {
         case .mnist: return ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"]
         case .fashionMNIST: return ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
-        case .synthetic: return []
+        case .synthetic, .csv, .images: return []
         }
     }
 
@@ -32,7 +32,7 @@ public enum Downloader {
                     Resource(file: "train-labels-idx1-ubyte.gz", md5: "25c81989df183df01b3e8a0aad5dffbe"),
                     Resource(file: "t10k-images-idx3-ubyte.gz", md5: "bef4ecab320f06d8554ea6380940ec79"),
                     Resource(file: "t10k-labels-idx1-ubyte.gz", md5: "bb300cfdad3c16e7a12a480ee83cd310")]
-        case .synthetic: return []
+        case .synthetic, .csv, .images: return []
         }
     }
 

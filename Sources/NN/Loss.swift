@@ -79,23 +79,73 @@ public struct MSELoss: Loss {
     }
 }
 
+/// `--loss`: cross-entropy, nll and mse for classification (mse against one-hot targets); mse, l1
+/// and huber for regression.
 public enum LossKind: String, CaseIterable, Sendable {
-    case crossEntropy = "cross-entropy", nll, mse
+    case crossEntropy = "cross-entropy", nll, mse, l1, huber
 
     public init?(name: String) {
         switch name.lowercased() {
         case "cross-entropy", "crossentropy", "ce": self = .crossEntropy
         case "nll": self = .nll
         case "mse": self = .mse
+        case "l1", "mae": self = .l1
+        case "huber": self = .huber
         default: return nil
         }
     }
 
-    public func make() -> Loss {
+    public var forClassification: Bool { self != .l1 && self != .huber }
+    public var forRegression: Bool { self == .mse || self == .l1 || self == .huber }
+
+    /// The classification loss of this kind (cross-entropy, nll, mse against one-hot targets).
+    public var classLoss: Loss? {
         switch self {
         case .crossEntropy: return CrossEntropyLoss()
         case .nll: return NLLLoss()
         case .mse: return MSELoss()
+        case .l1, .huber: return nil
         }
+    }
+
+    /// The regression loss of this kind (mse, l1, huber).
+    public var valueLoss: ValueLoss? { ValueLoss.Kind(rawValue: rawValue).map(ValueLoss.init) }
+}
+
+/// A loss over a batch of model outputs (B, T) and float targets (B, T), for regression. As with
+/// `Loss`, `evaluate` returns the sum of per-sample losses and writes the gradient of
+/// `gradScale * sum`. A sample's loss is the mean over its T values, so the mean over samples is
+/// torch's `reduction='mean'` over all B*T elements.
+public struct ValueLoss: Sendable {
+    public enum Kind: String, CaseIterable, Sendable {
+        /// torch.nn.MSELoss: d^2.
+        case mse
+        /// torch.nn.L1Loss: |d|, gradient sign(d) (0 at 0, as torch).
+        case l1
+        /// torch.nn.HuberLoss(delta=1): d^2/2 inside |d| < 1, |d| - 1/2 outside.
+        case huber
+    }
+
+    public let kind: Kind
+    public init(_ kind: Kind) { self.kind = kind }
+    public var name: String { kind.rawValue }
+
+    public func evaluate(_ output: UnsafePointer<Float>, targets: UnsafePointer<Float>, batch: Int, width: Int,
+                         gradScale: Float, grad: UnsafeMutablePointer<Float>?) -> Double {
+        var total = 0.0
+        let invT = 1 / Float(width)
+        for i in 0..<(batch * width) {
+            let d = output[i] - targets[i]
+            let a = abs(d)
+            let value: Float, slope: Float
+            switch kind {
+            case .mse: value = d * d; slope = 2 * d
+            case .l1: value = a; slope = d > 0 ? 1 : (d < 0 ? -1 : 0)
+            case .huber: (value, slope) = a < 1 ? (0.5 * d * d, d) : (a - 0.5, d > 0 ? 1 : -1)
+            }
+            total += Double(value * invT)
+            grad?[i] = slope * invT * gradScale
+        }
+        return total
     }
 }

@@ -4,6 +4,7 @@ import Engine
 /// from the data when the layers are built.
 ///
 ///     mlp:H1,H2,...[:relu|sigmoid|tanh][:dropout=P]     Flatten, Linear, act, ..., Linear(classes)
+///     linear                                            one Linear layer (mlp:0), for linear regression
 ///     cnn                                               pytorch/examples' MNIST net
 ///     lenet5                                            LeNet-5 (ReLU, max pooling)
 ///     resnet8                                           a small ResNet with BatchNorm, 28x28 or 32x32
@@ -47,8 +48,8 @@ public struct ModelSpec: Equatable, CustomStringConvertible, Sendable {
         self.dropout = dropout
     }
 
-    public static let presets = ["cnn", "lenet5", "resnet8"]
-    static let usage = "expected mlp:H1,H2,...[:relu|sigmoid|tanh][:dropout=P], a preset (cnn, lenet5, resnet8), "
+    public static let presets = ["linear", "cnn", "lenet5", "resnet8"]
+    static let usage = "expected mlp:H1,H2,...[:relu|sigmoid|tanh][:dropout=P], a preset (linear, cnn, lenet5, resnet8), "
         + "or a layer list such as conv(32,3),relu,maxpool(2),flatten,linear(10)"
 
     public init(parsing text: String) throws {
@@ -57,6 +58,10 @@ public struct ModelSpec: Equatable, CustomStringConvertible, Sendable {
         guard !trimmed.isEmpty else { throw fail("empty model") }
         if trimmed.hasPrefix("mlp:") || trimmed == "mlp" {
             try self.init(mlp: trimmed, fail: fail)
+        } else if trimmed == "linear" {
+            // One Linear layer from the (flattened) input to the outputs: the seed's nn.Linear(5, 1).
+            self.init(hidden: [])
+            preset = "linear"
         } else if let items = ModelSpec.presetItems(trimmed) {
             self.init(hidden: [])
             self.items = items

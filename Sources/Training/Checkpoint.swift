@@ -29,18 +29,20 @@ public enum Checkpoint {
     /// The checkpoint's safetensors body (`CheckpointFile.write` frames it). `Checkpointer.write`
     /// has checked that every value is finite.
     public static func encodeBody(trainer: Trainer) throws -> [UInt8] {
-        let position = CheckpointFile.Position(
+        var position = CheckpointFile.Position(
             step: trainer.step, epoch: trainer.epoch, batchInEpoch: trainer.batchInEpoch, seed: trainer.config.seed,
-            globalBatch: trainer.sampler.globalBatch, trainCount: trainer.splits.train.count, bestAccuracy: trainer.bestAccuracy,
+            globalBatch: trainer.sampler.globalBatch, trainCount: trainer.splits.train.count, bestAccuracy: trainer.bestScore.map { trainer.task.isClassification ? $0 : -1 } ?? -1,
             optimizer: trainer.optimizer.name, optimizerStep: trainer.optimizer.stepCount, learningRate: trainer.optimizer.learningRate,
             model: trainer.spec.description, worldSize: trainer.comm.size, runID: trainer.runID)
+        position.bestLoss = trainer.task.isClassification ? nil : trainer.bestScore.map { -$0 }
         let json = String(decoding: try JSONEncoder().encode(State(position: position, config: trainer.config)), as: UTF8.self)
         var sources = Weights.sources(trainer.model.store)
         for (name, buffer) in trainer.optimizer.stateBuffers {
             sources.append(.init(name: "optimizer.\(name)", shape: [buffer.count], pointer: buffer.pointer))
         }
-        return SafeTensors.encode(sources, metadata: ["format": "pt", CheckpointFile.stateKey: json,
-                                                      "ddp_train.model": trainer.spec.description])
+        var metadata = trainer.savedDescription.metadata
+        metadata[CheckpointFile.stateKey] = json
+        return SafeTensors.encode(sources, metadata: metadata)
     }
 
     /// Puts a checkpoint file's bytes into the trainer: weights, optimizer state, position. Every
@@ -109,7 +111,7 @@ public enum Checkpoint {
         trainer.step = state.step
         trainer.epoch = state.epoch
         trainer.batchInEpoch = state.batchInEpoch
-        trainer.bestAccuracy = state.bestAccuracy
+        trainer.bestScore = trainer.task.isClassification ? (state.bestAccuracy >= 0 ? state.bestAccuracy : nil) : state.bestLoss.map { -$0 }
         trainer.runID = state.runID ?? trainer.runID
     }
 }

@@ -127,7 +127,7 @@ public final class Checkpointer {
         try trainer.requireFiniteState(for: "a checkpoint")
         guard comm.isRoot else { return }
         if bestToo {
-            report { try Weights.save(trainer.model, spec: trainer.spec.description, to: self.directory + "/best.safetensors") }
+            report { try Weights.save(trainer.model, description: trainer.savedDescription, to: self.directory + "/best.safetensors") }
         }
         let path = directory + "/" + CheckpointFile.fileName(step: trainer.step, runID: trainer.runID)
         let ok = report {

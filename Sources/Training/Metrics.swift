@@ -40,18 +40,56 @@ public struct ConfusionMatrix {
     }
 }
 
-/// The result of evaluating a model on a dataset.
+/// The result of evaluating a model on a dataset: the mean loss and the task's metrics.
 public struct EvalResult {
-    public var loss: Double
-    public var confusion: ConfusionMatrix
-    public var correct: Int { confusion.correct }
-    public var total: Int { confusion.total }
-    public var accuracy: Double { total > 0 ? Double(correct) / Double(total) : 0 }
+    public enum Metrics {
+        case classification(ConfusionMatrix)
+        case regression(RegressionMetrics)
+    }
 
-    /// `Test set: Average loss: 0.1052, Accuracy: 9690/10000 (96.9%)`, as the PyTorch example prints.
+    public var loss: Double
+    public var count: Int
+    public var metrics: Metrics
+
+    public var confusion: ConfusionMatrix? { if case .classification(let c) = metrics { return c } else { return nil } }
+    public var regression: RegressionMetrics? { if case .regression(let r) = metrics { return r } else { return nil } }
+    public var correct: Int { confusion?.correct ?? 0 }
+    public var accuracy: Double { count > 0 ? Double(correct) / Double(count) : 0 }
+
+    /// What "best" maximizes: accuracy for classification, minus the loss for regression.
+    public var score: Double {
+        switch metrics {
+        case .classification: return accuracy
+        case .regression: return -loss
+        }
+    }
+
+    /// `Test set: Average loss: 0.1052, Accuracy: 9690/10000 (96.9%)`, as the PyTorch example prints;
+    /// for regression `Test set: Average loss: 2900.1, MSE: 2900.1, MAE: 43.2, R²: 0.4526`.
     public func line(setName: String) -> String {
-        String(format: "%@ set: Average loss: %.4f, Accuracy: %d/%d (%.1f%%)", setName.prefix(1).uppercased() + setName.dropFirst(),
-               loss, correct, total, 100 * accuracy)
+        let set = setName.prefix(1).uppercased() + setName.dropFirst()
+        switch metrics {
+        case .classification:
+            return String(format: "%@ set: Average loss: %.4f, Accuracy: %d/%d (%.1f%%)", set, loss, correct, count, 100 * accuracy)
+        case .regression(let r):
+            return String(format: "%@ set: Average loss: %.6g, MSE: %.6g, MAE: %.6g, R²: %.4f (%d samples)", set, loss, r.mse, r.mae, r.r2, count)
+        }
+    }
+
+    /// The end-of-run table: the confusion matrix, or per-target metrics when there are several.
+    public func details(names: [String]) -> String? {
+        switch metrics {
+        case .classification(let c): return c.render(classNames: names)
+        case .regression(let r): return r.targets.count > 1 ? r.render() : nil
+        }
+    }
+
+    /// The metrics file's fields: val_loss and val_accuracy, or val_mse, val_mae and val_r2.
+    public var fields: [(String, Double)] {
+        switch metrics {
+        case .classification: return [("val_loss", loss), ("val_accuracy", accuracy)]
+        case .regression(let r): return [("val_loss", loss), ("val_mse", r.mse), ("val_mae", r.mae), ("val_r2", r.r2)]
+        }
     }
 }
 
@@ -89,8 +127,9 @@ public final class MetricsLog {
               + "\"samples_per_s\":\(json(samplesPerSecond, "%.1f"))}\n")
     }
 
-    public func eval(step: Int, epoch: Int, loss: Double, accuracy: Double) {
-        write("{\"step\":\(step),\"epoch\":\(epoch),\"val_loss\":\(json(loss)),\"val_accuracy\":\(json(accuracy))}\n")
+    public func eval(step: Int, epoch: Int, result: EvalResult) {
+        let fields = result.fields.map { "\"\($0.0)\":\(json($0.1))" }.joined(separator: ",")
+        write("{\"step\":\(step),\"epoch\":\(epoch),\(fields)}\n")
     }
 
     /// A JSON number, or null for NaN and infinities (JSON has no spelling for them).

@@ -5,10 +5,11 @@ import Optim
 /// Everything that defines a training run, resolved from the command line. It is Codable so a
 /// checkpoint can record the exact configuration it was made with.
 public struct TrainConfig: Codable, Equatable, Sendable {
-    public var dataset = "mnist"
-    public var dataDir = "./data/mnist"
+    /// Which data, and how it becomes model input (every data flag, parsed).
+    public var data = DataSource()
     public var model = "mlp:512,512"
-    public var loss = "cross-entropy"
+    /// `--loss` (nil: the task's default, cross-entropy or mse).
+    public var loss: String?
     public var epochs = 1
     public var maxSteps: Int?
     public var batchSize = 64
@@ -25,11 +26,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var momentum: Float = 0
     public var nesterov = false
     public var weightDecay: Float?
-    public var seed: UInt64 = 1
+    public var seed: UInt64 = 1 { didSet { data.seed = seed } }
     public var shuffle = true
     public var dropLast = false
-    public var holdout = 0
-    public var normalize: [Float]?
     public var savePath: String?
     public var initWeights: String?
     public var metricsPath: String?
@@ -49,11 +48,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     public init() {}
 
-    public var datasetKind: DatasetKind { get throws { try DatasetKind(parsing: dataset) } }
     public var modelSpec: ModelSpec { get throws { try ModelSpec(parsing: model) } }
     public var schedule: LRSchedule { get throws { try lrSchedule.map { try LRSchedule(parsing: $0) } ?? .constant } }
-    public var lossKind: LossKind { get throws {
-        guard let k = LossKind(name: loss) else { throw TrainingError("invalid --loss '\(loss)': expected cross-entropy, nll or mse") }
+    public var lossKind: LossKind? { get throws {
+        guard let loss else { return nil }
+        guard let k = LossKind(name: loss) else {
+            throw TrainingError("invalid --loss '\(loss)': expected cross-entropy, nll or mse (classification), or mse, l1 or huber (regression)")
+        }
         return k
     } }
 
@@ -72,7 +73,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// failure is a `UsageError` (exit status 2).
     public func validate() throws {
         do {
-            _ = try datasetKind
+            try data.validate()
             _ = try modelSpec
             _ = try lossKind
             _ = try schedule
@@ -84,7 +85,6 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         guard batchSize > 0 else { throw bad("invalid --batch-size \(batchSize): must be at least 1") }
         guard epochs > 0 else { throw bad("invalid --epochs \(epochs): must be at least 1") }
         if let m = maxSteps, m <= 0 { throw bad("invalid --max-steps \(m): must be at least 1") }
-        guard holdout >= 0 else { throw bad("invalid --holdout \(holdout): must be >= 0") }
         if let w = warmupSteps, w < 0 { throw bad("invalid --warmup-steps \(w): must be >= 0") }
         if let a = accumulate, a < 1 { throw bad("invalid --accumulate \(a): must be at least 1") }
         if let c = clipGradNorm, !(c.isFinite && c > 0) { throw bad("invalid --clip-grad-norm \(c): must be > 0") }
@@ -97,11 +97,6 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         guard checkSync >= 0 else { throw bad("invalid --check-sync \(checkSync): must be >= 0") }
         guard checkpointEvery >= 0 else { throw bad("invalid --checkpoint-every \(checkpointEvery): must be >= 0") }
         guard keep >= 1 else { throw bad("invalid --keep \(keep): must be at least 1") }
-        if let n = normalize {
-            guard n.count == 2, n[0].isFinite, n[1].isFinite, n[1] > 0 else {
-                throw bad("invalid --normalize: expected MEAN,STD, finite numbers with STD > 0")
-            }
-        }
         if (checkpointEvery > 0 || resume != nil) && checkpointDir == nil {
             throw bad("--checkpoint-every and --resume need --checkpoint-dir")
         }
@@ -118,9 +113,14 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             ("--epochs", fixedLength ? String(epochs) : "*"), ("--max-steps", fixedLength ? maxSteps.map(String.init) ?? "none" : "*"),
             ("--lr-schedule", s?.description ?? "?"), ("--warmup-steps", String(warmupSteps ?? 0)),
             ("--clip-grad-norm", clipGradNorm.map { "\($0)" } ?? "none"),
-            ("--dataset", dataset), ("--holdout", String(holdout)),
-            ("--normalize", normalize.map { $0.map { "\($0)" }.joined(separator: ",") } ?? "none"),
-            ("--loss", loss), ("--optimizer", optimizer.lowercased()),
+            ("--dataset", data.dataset), ("--holdout", String(data.holdout)),
+            ("--normalize", data.normalize?.description ?? "none"),
+            ("--test-data", data.testData ?? "none"), ("--labels", data.labels ?? "none"), ("--target", data.target ?? "last"),
+            ("--task", data.task?.rawValue ?? "inferred"), ("--header", data.header.map { "\($0)" } ?? "detected"),
+            ("--no-standardize", "\(!data.standardize)"), ("--image-size", data.imageSize.map { "\($0)" } ?? "none"),
+            ("--augment", data.augment?.description ?? "none"), ("--val-split", data.valSplit.map { "\($0)" } ?? "none"),
+            ("--stratify", "\(data.stratify)"),
+            ("--loss", loss ?? "default"), ("--optimizer", optimizer.lowercased()),
             ("--lr", o.map { "\($0.resolvedLearningRate)" } ?? "?"), ("--momentum", "\(momentum)"),
             ("--nesterov", "\(nesterov)"), ("--weight-decay", o.map { "\($0.resolvedWeightDecay)" } ?? "?"),
             ("--seed", String(seed)), ("--no-shuffle", "\(!shuffle)"), ("--drop-last", "\(dropLast)"),

@@ -39,7 +39,8 @@ public final class Trainer {
     public let splits: DataSplits
     public let spec: ModelSpec
     public let model: Sequential
-    public let loss: Loss
+    /// Classification or regression: the loss, the metrics and what "best" means.
+    public let task: Task
     public let optimizer: Optimizer
     public let sampler: Sampler
     public let reducer: GradientReducer
@@ -56,7 +57,8 @@ public final class Trainer {
     public var step = 0
     public var epoch = 0
     public var batchInEpoch = 0
-    public var bestAccuracy = -1.0
+    /// The best evaluation's score so far (`EvalResult.score`: accuracy, or minus the loss).
+    public var bestScore: Double?
     /// This run's identity (checkpoint names): new at a fresh start, the checkpoint's on resume.
     public var runID = CheckpointFile.newRunID()
     public private(set) var lastEval: EvalResult?
@@ -64,14 +66,14 @@ public final class Trainer {
     public var times = StepTimes()
     /// Called on every rank after each optimizer step and after each evaluation (checkpoints).
     public var afterStep: ((Trainer, _ evaluated: Bool) throws -> Void)?
-    /// Whether the last evaluation set a new best accuracy.
+    /// Whether the last evaluation set a new best score.
     public private(set) var lastEvalImproved = false
     /// True when training stopped early because some rank got SIGTERM or SIGINT.
     public private(set) var stoppedBySignal = false
 
     // Preallocated per-step buffers.
     private let indices: UnsafeMutablePointer<Int32>
-    private let labels: UnsafeMutablePointer<Int32>
+    private let targets: TargetBuffer
     /// [this rank's loss sum, 1 if this rank was asked to stop], summed over ranks every step.
     private let lossBuffer = FloatBuffer(count: 2)
     private let stallHook: (rank: Int, step: Int)?
@@ -93,20 +95,20 @@ public final class Trainer {
                 throw UsageError("\(error)")
             }
         }
-        let kind = try config.datasetKind
+        let source = config.data
+        let kind = try source.kind
         try MemoryEstimate.syntheticData(kind).check(comm: comm, what: "--dataset \(kind)")
-        splits = try DataSplits.load(kind: kind, dataDir: config.dataDir, holdout: config.holdout, seed: config.seed,
-                                     normalize: config.normalize)
+        splits = try DataSplits.load(source)
         spec = try config.modelSpec
         let lossKind = try config.lossKind
-        loss = lossKind.make()
+        task = try Task(space: splits.train.space, loss: lossKind)
         let maxBatch = max(config.batchSize, config.evalBatch)
         let optimizerConfig = try config.optimizerConfig
         // The model reserves its memory first; where the parameters live is decided next, with the
         // reducer, and then every layer binds to memory that does not move again.
         let layers: [Layer]
         do {
-            layers = try spec.layers(inputShape: splits.train.sampleShape, classes: splits.train.classes, logSoftmax: lossKind == .nll)
+            layers = try spec.layers(inputShape: splits.train.sampleShape, classes: task.width, logSoftmax: lossKind == .nll)
         } catch {
             throw UsageError("\(error)")
         }
@@ -128,7 +130,7 @@ public final class Trainer {
         reducer.clipGradNorm = config.clipGradNorm
         optimizer = try optimizerConfig.make(parameterCount: model.store.count, allocate: reducer.allocateState)
         indices = .allocate(capacity: max(maxBatch, sampler.perRankBatch))
-        labels = .allocate(capacity: max(maxBatch, sampler.perRankBatch))
+        targets = TargetBuffer(capacity: max(maxBatch, sampler.perRankBatch), width: task.width)
         stallHook = Trainer.testHook("DDP_TEST_STALL")
         killHook = Trainer.killHookArmed(resumed: config.resume != nil) ? Trainer.testHook("DDP_TEST_KILL") : nil
         perturbHook = Trainer.testHook("DDP_TEST_PERTURB")
@@ -174,7 +176,6 @@ public final class Trainer {
 
     deinit {
         indices.deallocate()
-        labels.deallocate()
     }
 
     /// Gives every rank rank 0's parameters (a broadcast, or with one node-shared copy a barrier)
@@ -254,27 +255,34 @@ public final class Trainer {
             let result = try evaluate()
             lastEval = result
             console.line(result.line(setName: splits.evalName))
-            metrics?.eval(step: step, epoch: epoch + 1, loss: result.loss, accuracy: result.accuracy)
+            metrics?.eval(step: step, epoch: epoch + 1, result: result)
             if batchInEpoch >= batches {
                 epoch += 1
                 batchInEpoch = 0
             }
-            lastEvalImproved = result.accuracy > bestAccuracy
-            if lastEvalImproved { bestAccuracy = result.accuracy }
+            lastEvalImproved = bestScore.map { result.score > $0 } ?? true
+            if lastEvalImproved { bestScore = result.score }
             try afterStep?(self, true)
         }
-        if let result = lastEval {
-            console.line(result.confusion.render(classNames: splits.eval.classNames))
+        if let result = lastEval, let table = result.details(names: splits.eval.classNames) {
+            console.line(table)
         }
         if let path = config.savePath {
             try requireFiniteState(for: "--save")
             try rootDecides(comm, what: "save weights") {
-                try Weights.save(model, spec: spec.description, to: path)
+                try Weights.save(model, description: savedDescription, to: path)
             }
             console.line("Saved weights to \(path)")
         }
         metrics?.close()
         return lastEval
+    }
+
+    /// What a weights file records beside the tensors: the model, the task, the data and the
+    /// preprocessing fitted on it.
+    public var savedDescription: Weights.Description {
+        Weights.Description(model: spec.description, task: task.name, loss: config.loss, data: config.data.resolved,
+                            preprocessing: splits.preprocessing)
     }
 
     /// Trains the next batch of the current epoch and moves the position (step, batch) on.
@@ -310,11 +318,10 @@ public final class Trainer {
             let lo = min(m * micro, k), n = min(micro, k - lo)
             let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices + lo,
                                       accumulateGradients: m > 0, replicas: replicas)
-            splits.train.gather(indices + lo, count: n, into: model.input, labels: labels + lo)
+            splits.train.gather(indices + lo, count: n, into: model.input, targets: targets, offset: lo, epoch: epoch)
             clock.lap(&times.data)
             model.forward(batch: n, context: context)
-            lossSum += loss.evaluate(model.output, labels: labels + lo, batch: n, classes: model.classes,
-                                     gradScale: 1 / Float(global), grad: model.outputGrad)
+            lossSum += task.loss(model.output, targets: targets, offset: lo, batch: n, gradScale: 1 / Float(global), grad: model.outputGrad)
             clock.lap(&times.forward)
             let last = m == chunks - 1
             if last {
@@ -376,7 +383,7 @@ public final class Trainer {
     var stopAgreed: Bool { lossBuffer[1] > 0 }
 
     public func evaluate() throws -> EvalResult {
-        try Evaluator.evaluate(model: model, loss: loss, dataset: splits.eval, comm: comm, indices: indices, labels: labels)
+        try Evaluator.evaluate(model: model, task: task, dataset: splits.eval, comm: comm, indices: indices, targets: targets)
     }
 
     /// Compares a checksum of the parameters across ranks; they must be bit-identical.
@@ -396,11 +403,12 @@ public final class Trainer {
             + (config.shardData ? ", sharded data" : ""))
         for line in extra { console.line(line) }
         if comm.size > 1 { console.line("Gradients: \(reducer.description)") }
-        let kind = (try? config.datasetKind)?.description ?? config.dataset
-        console.line("Data: \(kind) train \(splits.train.count), \(splits.evalName) \(splits.eval.count), "
-            + "\(sampler.batchesPerEpoch) steps/epoch, seed \(config.seed)\(config.shuffle ? "" : ", no shuffle")")
+        console.line("Data: \(config.data.dataset) train \(splits.train.count), \(splits.evalName) \(splits.eval.count), "
+            + "\(sampler.batchesPerEpoch) steps/epoch, seed \(config.seed)\(config.shuffle ? "" : ", no shuffle")"
+            + (splits.train.augmentation.map { ", augment \($0.description)" } ?? ""))
+        for note in splits.notes { console.line("Data: \(note)") }
         let hyper = optimizer.hyperparameters.map { "\($0.0)=\($0.1)" }.joined(separator: ", ")
-        console.line("Optimizer: \(optimizer.name)(\(hyper)), loss: \(loss.name)")
+        console.line("Optimizer: \(optimizer.name)(\(hyper)), \(task.name), loss: \(task.lossName)")
         if let c = config.clipGradNorm { console.line("Gradient clipping: global norm at most \(c) (clip_grad_norm_)") }
         if schedule != .constant || (config.warmupSteps ?? 0) > 0 {
             console.line("Learning rate: \(schedule)\((config.warmupSteps ?? 0) > 0 ? ", linear warm-up over \(config.warmupSteps!) steps" : "") over \(totalSteps) steps")

@@ -1,5 +1,6 @@
 import Data
 import Engine
+import Foundation
 import NN
 
 /// Model weights as safetensors with the names, layouts and dtypes of the equivalent torch.nn.Sequential's
@@ -14,13 +15,66 @@ public enum Weights {
             }
     }
 
-    public static func save(_ model: Sequential, spec: String, to path: String) throws {
-        try SafeTensors.write(sources(model.store), metadata: ["format": "pt", "ddp_train.model": spec], to: path)
+    /// What a weights file says about itself in its safetensors metadata, beside the tensors: enough
+    /// for evaluate and predict to rebuild the model and repeat the training run's preprocessing.
+    public struct Description {
+        /// `--model`.
+        public var model: String
+        /// classification or regression.
+        public var task: String?
+        /// `--loss` as trained (cross-entropy, nll, mse, l1, huber).
+        public var loss: String?
+        /// The data flags (paths absolute).
+        public var data: DataSource?
+        /// What was fitted on the training data: input shape, class or target names, table schema.
+        public var preprocessing: Preprocessing?
+
+        public init(model: String, task: String? = nil, loss: String? = nil, data: DataSource? = nil, preprocessing: Preprocessing? = nil) {
+            self.model = model
+            self.task = task
+            self.loss = loss
+            self.data = data
+            self.preprocessing = preprocessing
+        }
+
+        static let keys = (model: "ddp_train.model", task: "ddp_train.task", loss: "ddp_train.loss", data: "ddp_train.data",
+                           preprocessing: "ddp_train.preprocessing")
+
+        /// As safetensors metadata: strings, the structured parts as JSON.
+        public var metadata: [String: String] {
+            var m = ["format": "pt", Self.keys.model: model]
+            m[Self.keys.task] = task
+            m[Self.keys.loss] = loss
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            if let data, let json = try? encoder.encode(data) { m[Self.keys.data] = String(decoding: json, as: UTF8.self) }
+            if let preprocessing, let json = try? encoder.encode(preprocessing) {
+                m[Self.keys.preprocessing] = String(decoding: json, as: UTF8.self)
+            }
+            return m
+        }
+
+        /// Reads what a file's metadata says (a file from elsewhere may say nothing but tensors).
+        public init(metadata m: [String: String], source: String) throws {
+            model = m[Self.keys.model] ?? ""
+            task = m[Self.keys.task]
+            loss = m[Self.keys.loss]
+            do {
+                data = try m[Self.keys.data].map { try JSONDecoder().decode(DataSource.self, from: Data($0.utf8)) }
+                preprocessing = try m[Self.keys.preprocessing].map { try JSONDecoder().decode(Preprocessing.self, from: Data($0.utf8)) }
+            } catch {
+                throw DataError("\(source): unreadable ddp_train metadata (\(error))")
+            }
+        }
     }
 
-    /// The `--model` a weights file was saved with, if it says.
-    public static func modelSpec(in path: String) throws -> String? {
-        try SafeTensors.read(path: path).metadata["ddp_train.model"]
+    public static func save(_ model: Sequential, description: Description, to path: String) throws {
+        try SafeTensors.write(sources(model.store), metadata: description.metadata, to: path)
+    }
+
+    /// What a weights file says about itself.
+    public static func description(in path: String) throws -> Description {
+        try Description(metadata: SafeTensors.read(path: path).metadata, source: path)
     }
 
     /// Copies a file's tensors into the model, checking that names, shapes and dtypes match exactly

@@ -58,12 +58,20 @@ final class IDXTests: XCTestCase {
         }
     }
 
+    func source(_ dataset: String, dir: String, holdout: Int) -> DataSource {
+        var s = DataSource()
+        s.dataset = dataset
+        s.dataDir = dir
+        s.holdout = holdout
+        return s
+    }
+
     func testFolderErrors() throws {
         let dir = temporaryDirectory()
-        XCTAssertThrowsError(try DataSplits.load(kind: .mnist, dataDir: dir + "/nope", holdout: 0, seed: 1)) {
+        XCTAssertThrowsError(try DataSplits.load(source("mnist", dir: dir + "/nope", holdout: 0))) {
             XCTAssertTrue("\($0)".contains("does not exist"), "\($0)")
         }
-        XCTAssertThrowsError(try DataSplits.load(kind: .mnist, dataDir: dir, holdout: 0, seed: 1)) {
+        XCTAssertThrowsError(try DataSplits.load(source("mnist", dir: dir, holdout: 0))) {
             XCTAssertTrue("\($0)".contains("missing train-images-idx3-ubyte"), "\($0)")
         }
         // Three images, two labels.
@@ -72,41 +80,40 @@ final class IDXTests: XCTestCase {
         put("train-labels-idx1-ubyte", IDXFile.encode(dims: [2], bytes: [1, 2]))
         put("t10k-images-idx3-ubyte", IDXFile.encode(dims: [1, 2, 2], bytes: Array(repeating: 9, count: 4)))
         put("t10k-labels-idx1-ubyte", IDXFile.encode(dims: [1], bytes: [1]))
-        XCTAssertThrowsError(try DataSplits.load(kind: .mnist, dataDir: dir, holdout: 0, seed: 1)) {
+        XCTAssertThrowsError(try DataSplits.load(source("mnist", dir: dir, holdout: 0))) {
             XCTAssertTrue("\($0)".contains("has 3 images but train-labels-idx1-ubyte has 2 labels"), "\($0)")
         }
         put("train-labels-idx1-ubyte", IDXFile.encode(dims: [3], bytes: [1, 2, 11]))
-        XCTAssertThrowsError(try DataSplits.load(kind: .mnist, dataDir: dir, holdout: 0, seed: 1)) {
+        XCTAssertThrowsError(try DataSplits.load(source("mnist", dir: dir, holdout: 0))) {
             XCTAssertTrue("\($0)".contains("label 11 out of range"), "\($0)")
         }
         put("train-labels-idx1-ubyte", IDXFile.encode(dims: [3], bytes: [1, 2, 3]))
-        let splits = try DataSplits.load(kind: .fashionMNIST, dataDir: dir, holdout: 1, seed: 1)
+        let splits = try DataSplits.load(source("fashion-mnist", dir: dir, holdout: 1))
         XCTAssertEqual(splits.train.count, 2)
         XCTAssertEqual(splits.eval.count, 1)
         XCTAssertEqual(splits.evalName, "validation")
-        XCTAssertEqual(splits.eval.labels, [3])
+        XCTAssertEqual(splits.eval.label(0), 3)
         XCTAssertEqual(splits.train.classNames[0], "T-shirt/top")
     }
 
     func testGatherNormalizes() throws {
         let d = try Dataset(name: "d", sampleShape: Shape(2), classNames: ["a", "b"], pixels: [0, 255, 51, 102], labels: [1, 0])
         var input = [Float](repeating: 0, count: 4)
-        var labels = [Int32](repeating: 0, count: 2)
+        let targets = TargetBuffer(capacity: 2, width: 2)
         let idx: [Int32] = [1, 0]
-        d.gather(idx, count: 2, into: &input, labels: &labels)
+        d.gather(idx, count: 2, into: &input, targets: targets)
         XCTAssertEqual(input, [0.2, 0.4, 0, 1])
-        XCTAssertEqual(labels, [0, 1])
-        d.mean = 0.5
-        d.std = 0.5
-        d.gather(idx, count: 1, into: &input, labels: &labels)
+        XCTAssertEqual([targets.classes[0], targets.classes[1]], [0, 1])
+        d.normalization = Normalization(mean: [0.5], std: [0.5])
+        d.gather(idx, count: 1, into: &input, targets: targets)
         XCTAssertEqual(input[0], -0.6, accuracy: 1e-6)
     }
 
     func testSyntheticIsSeededAndDatasetKindParses() throws {
         let a = Synthetic.make(count: 50, seed: 3, split: 0), b = Synthetic.make(count: 50, seed: 3, split: 0)
-        XCTAssertEqual(a.labels, b.labels)
-        XCTAssertEqual(Array(a.image(7)), Array(b.image(7)))
-        XCTAssertNotEqual(Synthetic.make(count: 50, seed: 4, split: 0).labels, a.labels)
+        XCTAssertEqual((0..<50).map { a.label($0) }, (0..<50).map { b.label($0) })
+        XCTAssertEqual(Array(a.image(7)!), Array(b.image(7)!))
+        XCTAssertNotEqual((0..<50).map { Synthetic.make(count: 50, seed: 4, split: 0).label($0) }, (0..<50).map { a.label($0) })
         XCTAssertEqual(try DatasetKind(parsing: "synthetic:1000"), .synthetic(1000))
         XCTAssertEqual(try DatasetKind(parsing: "fashion-mnist"), .fashionMNIST)
         XCTAssertThrowsError(try DatasetKind(parsing: "cifar"))

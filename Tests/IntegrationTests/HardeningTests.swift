@@ -39,7 +39,9 @@ final class HardeningTests: XCTestCase {
         }
         assertCleanFailure(["--data-dir", reverse, "--model", "mlp:16", "--max-steps", "2"],
                            mentions: "test samples have shape 1x28x28 but training samples 1x28x29", status: 1)
-        assertCleanFailure(["evaluate", "--data-dir", reverse, "--weights", "/nonexistent.safetensors"],
+        let weights = temporaryDirectory() + "/w.safetensors"
+        XCTAssertEqual(Harness.run(["--model", "mlp:16", "--max-steps", "1", "--log-every", "0", "--save", weights]).status, 0)
+        assertCleanFailure(["evaluate", "--data-dir", reverse, "--weights", weights],
                            mentions: "but training samples 1x28x29", status: 1)
 
         func emptied(_ prefix: String) throws -> String {

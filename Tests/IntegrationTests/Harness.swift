@@ -32,11 +32,12 @@ enum Harness {
     /// `np` nil runs the binary alone (local mode); otherwise under `mpirun -np N --oversubscribe`.
     /// A run that outlives `timeout` is killed and reported with status 137.
     /// With `terminateAfter`, the launched process (ddp-train or mpirun) gets SIGTERM after that many seconds.
+    /// `cwd`: the working directory (default: this process's).
     static func run(_ args: [String], np: Int? = nil, mpiArgs: [String] = [], env: [String: String] = [:], timeout: Int = 300,
-                    terminateAfter: Double? = nil, signal: Int32 = SIGTERM) -> Result {
+                    terminateAfter: Double? = nil, signal: Int32 = SIGTERM, cwd: String? = nil) -> Result {
         var argv: [String] = []
         if let np { argv += ["mpirun", "-np", String(np), "--oversubscribe"] + mpiArgs }
-        return runCommand(argv + [binary] + args, env: env, timeout: timeout, terminateAfter: terminateAfter, signal: signal)
+        return runCommand(argv + [binary] + args, env: env, timeout: timeout, terminateAfter: terminateAfter, signal: signal, cwd: cwd)
     }
 
     /// The binary under `bash -c script` (for ulimit and the like): the script runs "$0" "$@".
@@ -46,8 +47,9 @@ enum Harness {
 
     /// With `terminateAfter`, the process gets `signal` after that many seconds.
     static func runCommand(_ command: [String], env: [String: String] = [:], timeout: Int = 300, terminateAfter: Double? = nil,
-                           signal: Int32 = SIGTERM) -> Result {
+                           signal: Int32 = SIGTERM, cwd: String? = nil) -> Result {
         let process = Process()
+        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         if terminateAfter != nil {
             process.executableURL = URL(fileURLWithPath: command[0].contains("/") ? command[0] : "/usr/bin/" + command[0])
             process.arguments = Array(command.dropFirst())

@@ -16,7 +16,7 @@ final class AllocationTests: XCTestCase {
         defer { BLAS.setThreads(threads) }
         for optimizer in ["sgd", "adam", "rmsprop", "adagrad", "adadelta", "adam+accumulate+clip"] {
             var c = TrainConfig()
-            c.dataset = "synthetic:2000"
+            c.data.dataset = "synthetic:2000"
             c.model = "mlp:512,512:dropout=0.1"
             c.batchSize = 64
             c.optimizer = String(optimizer.prefix { $0 != "+" })

@@ -7,7 +7,7 @@ import XCTest
 final class TrainerTests: XCTestCase {
     func config(_ edit: (inout TrainConfig) -> Void = { _ in }) -> TrainConfig {
         var c = TrainConfig()
-        c.dataset = "synthetic:600"
+        c.data.dataset = "synthetic:600"
         c.model = "mlp:32"
         c.batchSize = 32
         c.lr = 0.1
@@ -25,7 +25,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(trainer.step, 2 * 19)
         XCTAssertLessThan(result.loss, before.loss)
         XCTAssertGreaterThan(result.accuracy, 0.9)
-        XCTAssertEqual(result.total, 120)
+        XCTAssertEqual(result.count, 120)
     }
 
     func testSameSeedSameWeights() throws {
@@ -76,7 +76,7 @@ final class TrainerTests: XCTestCase {
             (config { $0.warmupSteps = -1 }, "--warmup-steps -1"),
             (config { $0.model = "mlp:abc" }, "--model 'mlp:abc'"),
             (config { $0.loss = "hinge" }, "--loss"),
-            (config { $0.dataset = "imagenet" }, "--dataset"),
+            (config { $0.data.dataset = "imagenet" }, "--dataset"),
         ]
         for (c, text) in cases {
             XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains(text), "'\($0)' should mention \(text)") }
