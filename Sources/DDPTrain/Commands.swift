@@ -41,6 +41,8 @@ struct DataOptions: ParsableArguments {
     var header: Bool?
     @Flag(help: "Keep table features as they are instead of standardizing them with the training table's mean and std.")
     var noStandardize = false
+    @Flag(inversion: .prefixedNo, help: "Encode a table once into a memory-mapped binary cache beside it (TABLE.ddpcache), for tables larger than memory (default: for tables of 64 MiB or more).")
+    var tableCache: Bool?
     @Option(help: "Resize every image to HxW (default: every image must have the first image's size).")
     var imageSize: String?
     @Option(parsing: .unconditional, help: "Normalize image pixels as (x - MEAN) / STD after scaling to [0,1]: MEAN,STD, or M1,...,MC,S1,...,SC per channel, e.g. 0.1307,0.3081.")
@@ -77,6 +79,7 @@ struct DataOptions: ParsableArguments {
         if let task { d.task = task }
         if let header { d.header = header }
         if noStandardize { d.standardize = false }
+        if let tableCache { d.tableCache = tableCache }
         if let imageSize {
             let parts = imageSize.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
             guard (parts.count == 2 || parts.count == 1), parts.allSatisfy({ $0 != nil }) else {

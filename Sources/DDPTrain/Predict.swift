@@ -141,7 +141,7 @@ struct Predict: ParsableCommand {
         }
     }
 
-    func asciiArt(_ pixels: ArraySlice<UInt8>, side: Int) -> String {
+    func asciiArt(_ pixels: [UInt8], side: Int) -> String {
         let ramp = Array(" .:-=+*#%@")
         let px = Array(pixels)
         var rows: [String] = []

@@ -22,6 +22,9 @@ public struct DataSource: Codable, Equatable, Sendable {
     public var header: Bool?
     /// Standardize numeric table features with the training table's mean and std.
     public var standardize = true
+    /// `--table-cache` / `--no-table-cache`: encode a table once into a memory-mapped binary cache
+    /// beside it (nil: for tables of 64 MiB or more).
+    public var tableCache: Bool?
     /// `--image-size HxW`: resize every image (nil: all must have the first image's size).
     public var imageSize: [Int]?
     /// `--normalize` for byte images: one MEAN,STD or per-channel means then stds.

@@ -103,9 +103,9 @@ public struct DataSplits {
             return a
         }
         var trainIdx: [Int] = [], valIdx: [Int] = []
-        if stratify, case .classes(let labels) = data.targets {
+        if stratify, data.space.isClassification {
             var byClass = [[Int]](repeating: [], count: data.space.width)
-            for (i, l) in labels.enumerated() { byClass[Int(l)].append(i) }
+            for i in 0..<data.count { byClass[Int(data.label(i)!)].append(i) }
             for members in byClass where !members.isEmpty {
                 let p = shuffled(members)
                 let nVal = Int((Double(p.count) * f).rounded())
@@ -148,17 +148,13 @@ public struct DataSplits {
             options.task = source.task
             options.header = source.header
             options.standardize = source.standardize
-            let schema: TableSchema
-            if let t = fitted?.table {
-                schema = t
-            } else {
-                schema = try TableSchema.infer(path: path, options: options)
+            let (schema, train) = try loadTable(path, schema: fitted?.table, options: options, cache: source.tableCache, name: "train")
+            if fitted == nil {
                 notes.append("task: \(schema.task.rawValue)\(source.task == nil ? " (inferred: \(schema.taskReason))" : ""); "
                              + "target \(schema.targetNames.joined(separator: ",")); \(schema.inputWidth) inputs from \(schema.features.count) feature columns"
                              + (schema.task == .classification ? "; classes: \(schema.classNames.prefix(12).joined(separator: ", "))\(schema.classNames.count > 12 ? ", ..." : "")" : ""))
             }
-            let train = try tableDataset(schema, path: path, name: "train")
-            let test = try source.testData.map { try tableDataset(schema, path: $0, name: "test") }
+            let test = try source.testData.map { try loadTable($0, schema: schema, options: options, cache: source.tableCache, name: "test").1 }
             return (train, test, schema)
         case .images(let dir):
             let trainEntries: [ImageFolder.Entry], testEntries: [ImageFolder.Entry]?
@@ -194,17 +190,20 @@ public struct DataSplits {
         }
     }
 
-    static func tableDataset(_ schema: TableSchema, path: String, name: String) throws -> Dataset {
-        let table = try schema.encode(path: path)
-        let samples = Dataset.Samples.floats(table.features)
-        switch schema.task {
-        case .classification:
-            return try Dataset(name: name, sampleShape: Shape(schema.inputWidth), space: .classes(names: schema.classNames),
-                               samples: samples, targets: .classes(table.classes ?? []))
-        case .regression:
-            return try Dataset(name: name, sampleShape: Shape(schema.inputWidth), space: .values(names: schema.targetNames),
-                               samples: samples, targets: .values(table.values ?? []))
+    /// A table as a dataset: encoded in memory, or through its memory-mapped cache (`TableCache`)
+    /// when it is large or `--table-cache` asks. `schema` nil: inferred from this table.
+    static func loadTable(_ path: String, schema given: TableSchema?, options: TableOptions, cache: Bool?, name: String) throws -> (TableSchema, Dataset) {
+        let schema: TableSchema, storage: SampleStorage
+        if TableCache.applies(to: path, choice: cache) {
+            (schema, storage) = try TableCache.load(source: path, schema: given, options: options)
+        } else {
+            schema = try given ?? TableSchema.infer(path: path, options: options)
+            let table = try schema.encode(path: path)
+            storage = SampleStorage(rows: table.rows, samples: .floats(table.features),
+                                    targets: schema.task == .classification ? .classes(table.classes ?? []) : .values(table.values ?? []))
         }
+        let space: TargetSpace = schema.task == .classification ? .classes(names: schema.classNames) : .values(names: schema.targetNames)
+        return (schema, try Dataset(name: name, sampleShape: Shape(schema.inputWidth), space: space, storage: storage))
     }
 
     static func loadIDX(_ classNames: [String], dir: String, images: String, labels: String, name: String) throws -> Dataset {

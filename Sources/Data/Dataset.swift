@@ -67,10 +67,57 @@ public final class TargetBuffer {
     }
 }
 
+/// Where a dataset's samples and targets live, at addresses that do not move: memory the loader
+/// filled (arrays copied in once), or a memory-mapped table cache (`TableCache`), whose pages are
+/// read from disk only when a batch touches them. Exactly one of `bytes` and `floats` is set, and
+/// one of `classes` and `values`.
+public final class SampleStorage {
+    public let rows: Int
+    public let bytes: UnsafePointer<UInt8>?
+    public let floats: UnsafePointer<Float>?
+    public let classes: UnsafePointer<Int32>?
+    public let values: UnsafePointer<Float>?
+    private let release: () -> Void
+
+    public init(rows: Int, bytes: UnsafePointer<UInt8>?, floats: UnsafePointer<Float>?, classes: UnsafePointer<Int32>?,
+                values: UnsafePointer<Float>?, release: @escaping () -> Void) {
+        self.rows = rows
+        self.bytes = bytes
+        self.floats = floats
+        self.classes = classes
+        self.values = values
+        self.release = release
+    }
+
+    /// Copies of the loader's arrays.
+    public convenience init(rows: Int, samples: Dataset.Samples, targets: Dataset.Targets) {
+        func copy<T>(_ a: [T]) -> UnsafeMutablePointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: max(a.count, 1))
+            a.withUnsafeBufferPointer { if let base = $0.baseAddress { p.initialize(from: base, count: a.count) } }
+            return p
+        }
+        var owned: [UnsafeMutableRawPointer] = []
+        var b: UnsafePointer<UInt8>?, f: UnsafePointer<Float>?, c: UnsafePointer<Int32>?, v: UnsafePointer<Float>?
+        switch samples {
+        case .bytes(let x): let p = copy(x); owned.append(UnsafeMutableRawPointer(p)); b = UnsafePointer(p)
+        case .floats(let x): let p = copy(x); owned.append(UnsafeMutableRawPointer(p)); f = UnsafePointer(p)
+        }
+        switch targets {
+        case .classes(let x): let p = copy(x); owned.append(UnsafeMutableRawPointer(p)); c = UnsafePointer(p)
+        case .values(let x): let p = copy(x); owned.append(UnsafeMutableRawPointer(p)); v = UnsafePointer(p)
+        }
+        self.init(rows: rows, bytes: b, floats: f, classes: c, values: v) { for p in owned { p.deallocate() } }
+    }
+
+    deinit { release() }
+}
+
 /// Samples of one shape with their targets, held compactly: images as the bytes they came in (1/4
 /// of the memory of floats, normalized while a batch is gathered), tables as the floats their
-/// preprocessing produced. A batch is gathered into the model's input buffer.
+/// preprocessing produced. A split or shard is a list of rows of the same storage, not a copy. A
+/// batch is gathered into the model's input buffer.
 public final class Dataset {
+    /// What a loader hands over.
     public enum Samples {
         /// (C, H, W) bytes per sample, normalized per channel when gathered.
         case bytes([UInt8])
@@ -88,20 +135,41 @@ public final class Dataset {
     public let sampleShape: Shape
     public let space: TargetSpace
     public let count: Int
-    public let samples: Samples
-    public let targets: Targets
+    public let storage: SampleStorage
+    /// The storage row of each sample (nil: sample i is row i).
+    private let rowMap: [Int32]?
     public var normalization = Normalization.identity { didSet { updateTable() } }
     /// Random crop and flip applied by `gather` when it is given an epoch (training only).
     public var augmentation: Augmentation?
     /// Byte to input value per channel: `table[c * 256 + p]`.
     private var table: [Float] = []
 
-    public init(name: String, sampleShape: Shape, space: TargetSpace, samples: Samples, targets: Targets) throws {
+    /// A dataset over `storage`, rows `rowMap` (nil: all), after checking that every class index
+    /// is in range.
+    public init(name: String, sampleShape: Shape, space: TargetSpace, storage: SampleStorage, rowMap: [Int32]? = nil) throws {
+        guard (storage.classes != nil) == space.isClassification, space.width > 0 else {
+            throw DataError("\(name): the targets do not match the target space \(space)")
+        }
+        if let classes = storage.classes, case .classes(let names) = space {
+            for r in 0..<storage.rows where classes[r] < 0 || Int(classes[r]) >= names.count {
+                throw DataError("\(name): label \(classes[r]) out of range 0..<\(names.count)")
+            }
+        }
+        self.name = name
+        self.sampleShape = sampleShape
+        self.space = space
+        self.storage = storage
+        self.rowMap = rowMap
+        count = rowMap?.count ?? storage.rows
+        updateTable()
+    }
+
+    public convenience init(name: String, sampleShape: Shape, space: TargetSpace, samples: Samples, targets: Targets) throws {
         let n = sampleShape.count
-        let count: Int
+        let rows: Int
         switch targets {
         case .classes(let c):
-            count = c.count
+            rows = c.count
             guard case .classes(let names) = space else { throw DataError("\(name): class targets need a class list") }
             for l in c where l < 0 || Int(l) >= names.count {
                 throw DataError("\(name): label \(l) out of range 0..<\(names.count)")
@@ -109,23 +177,17 @@ public final class Dataset {
         case .values(let v):
             guard case .values = space, space.width > 0 else { throw DataError("\(name): value targets need target names") }
             guard v.count % space.width == 0 else { throw DataError("\(name): \(v.count) target values for \(space.width) targets per sample") }
-            count = v.count / space.width
+            rows = v.count / space.width
         }
         let stored: Int
         switch samples {
         case .bytes(let b): stored = b.count
         case .floats(let f): stored = f.count
         }
-        guard stored == count * n else {
-            throw DataError("\(name): \(stored / max(n, 1)) samples but \(count) targets")
+        guard stored == rows * n else {
+            throw DataError("\(name): \(stored / max(n, 1)) samples but \(rows) targets")
         }
-        self.name = name
-        self.sampleShape = sampleShape
-        self.space = space
-        self.samples = samples
-        self.targets = targets
-        self.count = count
-        updateTable()
+        try self.init(name: name, sampleShape: sampleShape, space: space, storage: SampleStorage(rows: rows, samples: samples, targets: targets))
     }
 
     /// A classification set of byte images (the IDX and image-folder loaders).
@@ -136,7 +198,7 @@ public final class Dataset {
     /// Channels of a (C, H, W) sample; 1 for flat features.
     public var channels: Int { sampleShape.rank == 3 ? sampleShape.dims[0] : 1 }
     public var classNames: [String] { space.names }
-    public var isImage: Bool { if case .bytes = samples { return true } else { return false } }
+    public var isImage: Bool { storage.bytes != nil }
 
     private func updateTable() {
         let c = channels
@@ -148,29 +210,14 @@ public final class Dataset {
         }
     }
 
-    /// The samples at `indices`, in that order, as a new dataset (splits and shards).
+    /// The storage row of sample i.
+    @inline(__always)
+    public func row(_ i: Int) -> Int { rowMap.map { Int($0[i]) } ?? i }
+
+    /// The samples at `indices`, in that order, as a new dataset over the same storage (splits).
     public func subset(_ indices: [Int], name: String) throws -> Dataset {
-        let n = sampleShape.count, w = space.width
-        let s: Samples
-        switch samples {
-        case .bytes(let b):
-            var out = [UInt8](); out.reserveCapacity(indices.count * n)
-            for i in indices { out.append(contentsOf: b[(i * n)..<((i + 1) * n)]) }
-            s = .bytes(out)
-        case .floats(let f):
-            var out = [Float](); out.reserveCapacity(indices.count * n)
-            for i in indices { out.append(contentsOf: f[(i * n)..<((i + 1) * n)]) }
-            s = .floats(out)
-        }
-        let t: Targets
-        switch targets {
-        case .classes(let c): t = .classes(indices.map { c[$0] })
-        case .values(let v):
-            var out = [Float](); out.reserveCapacity(indices.count * w)
-            for i in indices { out.append(contentsOf: v[(i * w)..<((i + 1) * w)]) }
-            t = .values(out)
-        }
-        let d = try Dataset(name: name, sampleShape: sampleShape, space: space, samples: s, targets: t)
+        let d = try Dataset(name: name, sampleShape: sampleShape, space: space, storage: storage,
+                            rowMap: indices.map { Int32(row($0)) })
         d.normalization = normalization
         d.augmentation = augmentation
         return d
@@ -180,10 +227,7 @@ public final class Dataset {
     public func slice(_ range: Range<Int>, name: String) throws -> Dataset { try subset(Array(range), name: name) }
 
     /// Class index of sample i (classification sets).
-    public func label(_ i: Int) -> Int32? {
-        if case .classes(let c) = targets { return c[i] }
-        return nil
-    }
+    public func label(_ i: Int) -> Int32? { storage.classes.map { $0[row(i)] } }
 
     /// Writes samples `indices[0..<k]` into `input` (k, sampleShape) and their targets into `targets`
     /// at rows `offset...`. With an `epoch`, the training set's augmentation (if any) is applied,
@@ -191,52 +235,37 @@ public final class Dataset {
     @inline(__always)
     public func gather(_ indices: UnsafePointer<Int32>, count k: Int, into input: UnsafeMutablePointer<Float>,
                        targets out: TargetBuffer, offset: Int = 0, epoch: Int? = nil) {
-        let n = sampleShape.count
-        switch samples {
-        case .bytes(let pixels):
-            table.withUnsafeBufferPointer { value in
-                pixels.withUnsafeBufferPointer { px in
-                    for r in 0..<k {
-                        let i = Int(indices[r])
-                        let src = px.baseAddress! + i * n
-                        let dst = input + r * n
-                        if let a = augmentation, let epoch, a.isActive {
-                            a.apply(src, into: dst, shape: sampleShape, table: value.baseAddress!, sample: i, epoch: epoch)
-                        } else if channels == 1 {
-                            for j in 0..<n { dst[j] = value[Int(src[j])] }
-                        } else {
-                            let plane = n / channels
-                            for c in 0..<channels {
-                                let t = value.baseAddress! + c * 256
-                                for j in (c * plane)..<((c + 1) * plane) { dst[j] = t[Int(src[j])] }
-                            }
+        let n = sampleShape.count, w = space.width
+        for r in 0..<k {
+            let i = Int(indices[r]), at = row(i)
+            let dst = input + r * n
+            if let pixels = storage.bytes {
+                let src = pixels + at * n
+                table.withUnsafeBufferPointer { value in
+                    if let a = augmentation, let epoch, a.isActive {
+                        a.apply(src, into: dst, shape: sampleShape, table: value.baseAddress!, sample: i, epoch: epoch)
+                    } else {
+                        let plane = n / channels
+                        for c in 0..<channels {
+                            let t = value.baseAddress! + c * 256
+                            for j in (c * plane)..<((c + 1) * plane) { dst[j] = t[Int(src[j])] }
                         }
                     }
                 }
+            } else if let features = storage.floats {
+                dst.update(from: features + at * n, count: n)
             }
-        case .floats(let features):
-            features.withUnsafeBufferPointer { f in
-                for r in 0..<k {
-                    (input + r * n).update(from: f.baseAddress! + Int(indices[r]) * n, count: n)
-                }
-            }
-        }
-        switch targets {
-        case .classes(let labels):
-            labels.withUnsafeBufferPointer { lb in
-                for r in 0..<k { out.classes[offset + r] = lb[Int(indices[r])] }
-            }
-        case .values(let values):
-            let w = space.width
-            values.withUnsafeBufferPointer { v in
-                for r in 0..<k { (out.values + (offset + r) * w).update(from: v.baseAddress! + Int(indices[r]) * w, count: w) }
+            if let classes = storage.classes {
+                out.classes[offset + r] = classes[at]
+            } else if let values = storage.values {
+                (out.values + (offset + r) * w).update(from: values + at * w, count: w)
             }
         }
     }
 
     /// The raw bytes of image sample i, for display (nil for tables).
-    public func image(_ i: Int) -> ArraySlice<UInt8>? {
-        guard case .bytes(let pixels) = samples else { return nil }
-        return pixels[(i * sampleShape.count)..<((i + 1) * sampleShape.count)]
+    public func image(_ i: Int) -> [UInt8]? {
+        guard let pixels = storage.bytes else { return nil }
+        return Array(UnsafeBufferPointer(start: pixels + row(i) * sampleShape.count, count: sampleShape.count))
     }
 }

@@ -98,7 +98,10 @@ public final class Trainer {
         let source = config.data
         let kind = try source.kind
         try MemoryEstimate.syntheticData(kind).check(comm: comm, what: "--dataset \(kind)")
-        splits = try DataSplits.load(source)
+        // Rank 0 loads first: what it builds once (a table's cache) the others then only read.
+        var loaded: DataSplits?
+        try rootDecides(comm, what: "data") { loaded = try DataSplits.load(source) }
+        splits = try loaded ?? DataSplits.load(source)
         spec = try config.modelSpec
         let lossKind = try config.lossKind
         task = try Task(space: splits.train.space, loss: lossKind)
