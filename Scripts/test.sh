@@ -17,18 +17,19 @@ if ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
   echo "[test] installing Python safetensors and numpy" >&2
   python3 -m pip install -q safetensors numpy
 fi
-# The interoperability tests load our CNN weights into torch modules: Debian's python3-torch, which
-# the tests run with /usr/bin/python3.
-if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-  echo "[test] installing python3-torch (Debian)" >&2
+# Debian's Python packages, run with /usr/bin/python3: the interoperability tests load our CNN
+# weights into torch modules (python3-torch); the image tests compare decoding and resizing with PIL
+# (python3-pil); the regression test compares with numpy's least squares (python3-numpy).
+if ! /usr/bin/python3 -c 'import torch, PIL, numpy' 2>/dev/null; then
+  echo "[test] installing python3-torch python3-pil python3-numpy (Debian)" >&2
   ${SUDO:-} apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends python3-torch >/dev/null
+  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends python3-torch python3-pil python3-numpy >/dev/null
 fi
 export DDP_REQUIRE_PYTHON=1 DDP_REQUIRE_TORCH=1 DDP_TRAIN_BIN="$DDP_BIN"
 
 fuzz_seconds="${DDP_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" -gt 0 ]; then
-  echo "[test] fuzzing the IDX, safetensors and checkpoint readers for ${fuzz_seconds}s each" >&2
+  echo "[test] fuzzing the IDX, safetensors, checkpoint, image and CSV readers for ${fuzz_seconds}s each" >&2
   bash Scripts/fuzz.sh "$fuzz_seconds"
 fi
 
