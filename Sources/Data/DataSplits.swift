@@ -28,7 +28,9 @@ public struct DataSplits {
     public static func load(_ source: DataSource, fitted: Preprocessing? = nil) throws -> DataSplits {
         try source.validate()
         var notes: [String] = []
-        var (train, test, table) = try loadSets(source, fitted: fitted, notes: &notes)
+        var train: Dataset
+        let (loadedTrain, test, table) = try loadSets(source, fitted: fitted, notes: &notes)
+        train = loadedTrain
         if let n = source.normalize {
             guard n.mean.count == 1 || n.mean.count == train.channels else {
                 throw DataError("--normalize has \(n.mean.count) means for \(train.channels)-channel images")
@@ -57,7 +59,6 @@ public struct DataSplits {
         } else {
             evalSet = test!
         }
-        test = nil
         for d in [train, evalSet] { d.normalization = source.normalize ?? .identity }
         if let a = source.augment, a.isActive {
             var aug = a

@@ -150,7 +150,8 @@ public final class Dataset {
         guard (storage.classes != nil) == space.isClassification, space.width > 0 else {
             throw DataError("\(name): the targets do not match the target space \(space)")
         }
-        if let classes = storage.classes, case .classes(let names) = space {
+        // A subset's rows were checked with the whole storage.
+        if rowMap == nil, let classes = storage.classes, case .classes(let names) = space {
             for r in 0..<storage.rows where classes[r] < 0 || Int(classes[r]) >= names.count {
                 throw DataError("\(name): label \(classes[r]) out of range 0..<\(names.count)")
             }
