@@ -24,7 +24,7 @@ JOBS="${FUZZ_JOBS:-${#TARGETS[@]}}"
 OUT=.build/fuzz
 DATA_SOURCES=(Sources/Data/DataError.swift Sources/Data/IDX.swift Sources/Data/Gzip.swift
               Sources/Data/SafeTensors.swift Sources/Data/CheckpointFile.swift Sources/Data/AtomicFile.swift
-              Sources/Data/CSV.swift Sources/Data/TableSchema.swift)
+              Sources/Data/CSV.swift Sources/Data/TableSchema.swift Sources/Data/TableEncoding.swift)
 FUZZ_FLAGS=(-max_total_time="$DURATION" -max_len=65536 -rss_limit_mb=2048 -malloc_limit_mb=512
             -timeout=10 -print_final_stats=1)
 
@@ -41,7 +41,7 @@ for t in "${TARGETS[@]}"; do
   # Per-target additions: image also needs the decoders and libpng/libjpeg (shim headers are deps too).
   extra=(); extra_deps=(); extra_flags=()
   case $t in
-    image) extra=(Sources/Data/ImageFile.swift); extra_deps=(Sources/CPNG/shim.h Sources/CJPEG/shim.h)
+    image) extra=(Sources/Data/ImageFile.swift Sources/Data/ImageResize.swift); extra_deps=(Sources/CPNG/shim.h Sources/CJPEG/shim.h)
            extra_flags=(-I Sources/CPNG -I Sources/CJPEG -lpng16 -ljpeg) ;;
   esac
   if [ -x "$bin" ] && [ -z "$(find "Fuzz/$t.swift" "${DATA_SOURCES[@]}" "${extra[@]}" "${extra_deps[@]}" -newer "$bin")" ]; then

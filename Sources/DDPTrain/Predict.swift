@@ -41,18 +41,19 @@ struct Predict: ParsableCommand {
             throw ValidationError("\(saved.weights) records no preprocessing (saved by an older ddp-train?); use --index with data options")
         }
         let task = try Task(space: prep.space, loss: nil)
-        let (rows, names) = try readInputs(prep: prep, source: source)
+        let (data, names) = try inputDataset(prep: prep, source: source)
         let maxBatch = 256
         let (net, _) = try saved.load(inputShape: Shape(prep.sampleShape), task: task, recorded: recorded, maxBatch: maxBatch)
         let width = task.width
         var lines = [(["input"] + (prep.space.isClassification ? ["predicted"] + prep.space.names.map { "p_" + $0 } : prep.space.names))
             .map(csvField).joined(separator: ",")]
-        let n = prep.sampleShape.reduce(1, *)
         var probabilities = [Float](repeating: 0, count: width)
+        let unused = TargetBuffer(capacity: maxBatch, width: width)
         var start = 0
         while start < names.count {
             let k = min(maxBatch, names.count - start)
-            rows.withUnsafeBufferPointer { net.input.update(from: $0.baseAddress! + start * n, count: k * n) }
+            let batch = (0..<Int32(k)).map { $0 + Int32(start) }
+            data.gather(batch, count: k, into: net.input, targets: unused)
             net.forward(batch: k, context: .eval)
             for r in 0..<k {
                 let out = net.output + r * width
@@ -77,33 +78,30 @@ struct Predict: ParsableCommand {
         }
     }
 
-    /// The model inputs for every input, preprocessed as in training, and a name for each row.
-    func readInputs(prep: Preprocessing, source: DataSource) throws -> (rows: [Float], names: [String]) {
+    /// The inputs as a dataset with the training run's preprocessing (the table schema, or the image
+    /// size, channels and normalization), and a name for each sample. Its targets are placeholders.
+    func inputDataset(prep: Preprocessing, source: DataSource) throws -> (Dataset, [String]) {
         if let schema = prep.table {
             guard inputs.count == 1 else { throw ValidationError("a table model predicts from one CSV of rows; got \(inputs.count) files") }
             let (count, rows) = try schema.encodeInputs(path: inputs[0])
             guard count > 0 else { throw DataError("\(inputs[0]): no rows to predict") }
-            return (rows, (1...count).map { "row \($0)" })
+            let targets: Dataset.Targets = prep.space.isClassification ? .classes([Int32](repeating: 0, count: count))
+                : .values([Float](repeating: 0, count: count * prep.space.width))
+            let data = try Dataset(name: "input", sampleShape: Shape(prep.sampleShape), space: prep.space, samples: .floats(rows), targets: targets)
+            return (data, (1...count).map { "row \($0)" })
         }
-        guard prep.sampleShape.count == 3 else { throw ValidationError("\(saved.weights): unknown input shape \(prep.sampleShape)") }
-        let (c, h, w) = (prep.sampleShape[0], prep.sampleShape[1], prep.sampleShape[2])
-        let normalization = source.normalize ?? .identity
-        var rows: [Float] = []
-        rows.reserveCapacity(inputs.count * c * h * w)
-        for path in inputs {
-            var image = try ImageFile.decode(path: path, channels: c)
-            if image.height != h || image.width != w {
-                guard source.imageSize != nil else {
-                    throw DataError("\(path): image is \(image.height)x\(image.width), the model was trained on \(h)x\(w) images")
-                }
-                image = image.resized(height: h, width: w)
-            }
-            for ch in 0..<c {
-                let m = normalization.mean[normalization.mean.count == 1 ? 0 : ch], s = normalization.std[normalization.std.count == 1 ? 0 : ch]
-                for p in image.pixels[(ch * h * w)..<((ch + 1) * h * w)] { rows.append((Float(p) / 255 - m) / s) }
-            }
+        guard prep.sampleShape.count == 3, let first = prep.space.names.first else {
+            throw ValidationError("\(saved.weights): unknown input shape \(prep.sampleShape)")
         }
-        return (rows, inputs)
+        let size = Array(prep.sampleShape[1...])
+        let entries = inputs.map { ImageFolder.Entry(path: $0, label: first) }
+        let data = try ImageFolder.load(entries, classNames: prep.space.names, channels: prep.sampleShape[0],
+                                        size: source.imageSize != nil ? size : nil, name: "input")
+        guard data.sampleShape.dims == prep.sampleShape else {
+            throw DataError("\(inputs[0]): images are \(data.sampleShape.dims[1])x\(data.sampleShape.dims[2]), the model was trained on \(size[0])x\(size[1]) images")
+        }
+        data.normalization = source.normalize ?? .identity
+        return (data, inputs)
     }
 
     /// One sample of the evaluation set, drawn (images) and with the class probabilities as bars.

@@ -8,6 +8,11 @@ public enum ImageFolder {
     public struct Entry: Equatable {
         public var path: String
         public var label: String
+
+        public init(path: String, label: String) {
+            self.path = path
+            self.label = label
+        }
     }
 
     static let extensions: Set<String> = ["png", "jpg", "jpeg"]
