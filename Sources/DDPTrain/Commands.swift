@@ -15,6 +15,7 @@ struct DDPTrainCommand: ParsableCommand {
           ddp-train --epochs 5                      (one process)
           mpirun -np 4 ddp-train --epochs 5         (four ranks, global batch 4 x --batch-size)
         """,
+        version: "ddp-train 0.11.0",
         subcommands: [Train.self, Evaluate.self, Predict.self, Download.self, Bench.self],
         defaultSubcommand: Train.self)
 }
@@ -27,7 +28,7 @@ extension TableSchema.Task: ExpressibleByArgument {}
 struct DataOptions: ParsableArguments {
     @Option(help: "mnist, fashion-mnist, synthetic:N (a seeded, learnable task), csv:PATH (a CSV or TSV table), or images:DIR (torchvision's ImageFolder layout: DIR/train/CLASS/*.png, DIR/test/CLASS/*.png).")
     var dataset: String?
-    @Option(help: "Dataset folder in the standard MNIST layout (default: $DDP_DATA_DIR, else ./data/mnist).")
+    @Option(help: "Folder of the IDX files (default: mnist $DDP_DATA_DIR, else ./data/mnist; fashion-mnist /usr/share/datasets/fashion-mnist when Debian's dataset-fashion-mnist is installed, else ./data/fashion-mnist).")
     var dataDir: String?
     @Option(help: "A separate test set: a table for csv data, a labels CSV for --labels images.")
     var testData: String?
@@ -67,11 +68,11 @@ struct DataOptions: ParsableArguments {
     /// These options over `base`: the defaults when nil (train), else a weights file's record.
     func source(over base: DataSource?, seed: UInt64 = 1) throws -> DataSource {
         var d = base ?? DataSource()
+        if let dataset { d.dataset = dataset }
         if base == nil {
-            d.dataDir = ProcessInfo.processInfo.environment["DDP_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./data/mnist"
+            d.dataDir = ((try? d.kind) ?? .mnist).defaultDirectory(environment: ProcessInfo.processInfo.environment)
             d.seed = seed
         }
-        if let dataset { d.dataset = dataset }
         if let dataDir { d.dataDir = dataDir }
         if let testData { d.testData = testData }
         if let labels { d.labels = labels }
@@ -325,7 +326,7 @@ struct Download: ParsableCommand {
 
     @Option(help: "mnist or fashion-mnist.")
     var dataset = "mnist"
-    @Option(help: "Where to store the four files (default: $DDP_DATA_DIR, else ./data/mnist).")
+    @Option(help: "Where to store the four files (default: mnist $DDP_DATA_DIR, else ./data/mnist; fashion-mnist ./data/fashion-mnist).")
     var dir: String?
     @Option(help: "Base URL to fetch from instead of the standard mirrors.")
     var mirror: String?
@@ -334,7 +335,10 @@ struct Download: ParsableCommand {
 
     func run() throws {
         let kind = try DatasetKind(parsing: dataset)
-        let target = dir ?? ProcessInfo.processInfo.environment["DDP_DATA_DIR"] ?? (kind == .fashionMNIST ? "./data/fashion-mnist" : "./data/mnist")
+        guard kind == .mnist || kind == .fashionMNIST else {
+            throw ValidationError("invalid --dataset '\(dataset)': download fetches mnist or fashion-mnist")
+        }
+        let target = dir ?? (kind == .fashionMNIST ? "./data/fashion-mnist" : kind.defaultDirectory(environment: ProcessInfo.processInfo.environment))
         try Downloader.download(kind: kind, into: target, mirror: mirror, timeout: timeout) { print($0) }
         print("\(kind) is in \(target)")
     }

@@ -138,11 +138,11 @@ public struct DataSplits {
             let dir = source.dataDir
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-                throw DataError("data directory '\(dir)' does not exist (set --data-dir or DDP_DATA_DIR, or run 'ddp-train download --dir \(dir)')")
+                throw DataError("data directory '\(dir)' does not exist (\(MNISTFiles.howToGet(kind, dir: dir)))")
             }
             let names = kind.classNames!
-            return (try loadIDX(names, dir: dir, images: MNISTFiles.trainImages, labels: MNISTFiles.trainLabels, name: "train"),
-                    try loadIDX(names, dir: dir, images: MNISTFiles.testImages, labels: MNISTFiles.testLabels, name: "test"), nil)
+            return (try loadIDX(kind, names, dir: dir, images: MNISTFiles.trainImages, labels: MNISTFiles.trainLabels, name: "train"),
+                    try loadIDX(kind, names, dir: dir, images: MNISTFiles.testImages, labels: MNISTFiles.testLabels, name: "test"), nil)
         case .csv(let path):
             var options = TableOptions()
             options.target = source.target
@@ -207,9 +207,9 @@ public struct DataSplits {
         return (schema, try Dataset(name: name, sampleShape: Shape(schema.inputWidth), space: space, storage: storage))
     }
 
-    static func loadIDX(_ classNames: [String], dir: String, images: String, labels: String, name: String) throws -> Dataset {
-        let imagePath = try MNISTFiles.locate(images, in: dir)
-        let labelPath = try MNISTFiles.locate(labels, in: dir)
+    static func loadIDX(_ kind: DatasetKind, _ classNames: [String], dir: String, images: String, labels: String, name: String) throws -> Dataset {
+        let imagePath = try MNISTFiles.locate(images, in: dir, kind: kind)
+        let labelPath = try MNISTFiles.locate(labels, in: dir, kind: kind)
         let img = try IDXFile.load(path: imagePath, expectedRank: 3)
         let lab = try IDXFile.load(path: labelPath, expectedRank: 1)
         guard img.dims[0] == lab.dims[0] else {

@@ -42,6 +42,22 @@ public enum DatasetKind: Equatable, CustomStringConvertible, Sendable {
         }
     }
 
+    /// Debian's package dataset-fashion-mnist installs the full Fashion-MNIST here.
+    public static let debianFashionMNIST = "/usr/share/datasets/fashion-mnist"
+
+    /// Where the IDX files are when `--data-dir` does not say: for mnist `$DDP_DATA_DIR`, else
+    /// ./data/mnist; for fashion-mnist Debian's copy when it is installed, else ./data/fashion-mnist.
+    /// (`DDP_DATA_DIR` names the MNIST folder, so Fashion-MNIST never reads or writes there.)
+    public func defaultDirectory(environment: [String: String]) -> String {
+        switch self {
+        case .fashionMNIST:
+            return FileManager.default.fileExists(atPath: DatasetKind.debianFashionMNIST + "/train-images-idx3-ubyte.gz")
+                ? DatasetKind.debianFashionMNIST : "./data/fashion-mnist"
+        default:
+            return environment["DDP_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./data/mnist"
+        }
+    }
+
     /// Whether samples are images (augmentation applies) rather than table rows.
     public var isImages: Bool { if case .csv = self { return false } else { return true } }
 
@@ -64,12 +80,20 @@ public enum MNISTFiles {
     public static let testLabels = "t10k-labels-idx1-ubyte"
 
     /// `dir/base` or `dir/base.gz`, whichever exists.
-    public static func locate(_ base: String, in dir: String) throws -> String {
+    public static func locate(_ base: String, in dir: String, kind: DatasetKind = .mnist) throws -> String {
         let fm = FileManager.default
         for candidate in [base, base + ".gz"] {
             let p = (dir as NSString).appendingPathComponent(candidate)
             if fm.fileExists(atPath: p) { return p }
         }
-        throw DataError("\(dir): missing \(base)[.gz] (set --data-dir or DDP_DATA_DIR, or run 'ddp-train download')")
+        throw DataError("\(dir): missing \(base)[.gz] (\(howToGet(kind, dir: dir)))")
+    }
+
+    /// How to get the files of `kind` into `dir`, for messages.
+    public static func howToGet(_ kind: DatasetKind, dir: String) -> String {
+        kind == .fashionMNIST
+            ? "apt-get install dataset-fashion-mnist puts them in \(DatasetKind.debianFashionMNIST), read by default; "
+                + "or 'ddp-train download --dataset fashion-mnist --dir \(dir)', or --data-dir"
+            : "set --data-dir or DDP_DATA_DIR, or run 'ddp-train download --dir \(dir)'"
     }
 }

@@ -81,7 +81,12 @@ public enum Downloader {
         }
         if !missing.isEmpty {
             let total = resources(for: kind).count
-            throw DataError("could not download \(missing.count) of \(total) files (\(missing[0])\(missing.count > 1 ? "; ..." : "")). Offline? Copy the four files into a folder and point DDP_DATA_DIR (or --data-dir) at it")
+            let mismatch = missing.allSatisfy { $0.contains("checksum mismatch") }
+            let advice = mismatch
+                ? "The mirror served files other than the published ones; try another --mirror"
+                : "Offline? Copy the four files into a folder and give it as --data-dir"
+                    + (kind == .fashionMNIST ? ", or apt-get install dataset-fashion-mnist" : " (or DDP_DATA_DIR)")
+            throw DataError("could not download \(missing.count) of \(total) files (\(missing[0])\(missing.count > 1 ? "; ..." : "")). \(advice)")
         }
     }
 

@@ -288,3 +288,54 @@ final class TorchInteropTests: XCTestCase {
         return rows.allSatisfy { $0.count == 10 } ? rows : nil
     }
 }
+
+/// The README's PyTorch snippet, run as written: with torch, it loads a saved `mlp:512,512` and the
+/// model predicts what `ddp-train predict` does; without torch, the names it relies on are checked
+/// in the file. /usr/bin/python3 has no safetensors package, so a stand-in `safetensors.torch` with
+/// the same `load_file` goes on PYTHONPATH.
+final class ReadmeSnippetTests: XCTestCase {
+    func snippet() throws -> String {
+        let readme = try String(contentsOfFile: Harness.packageRoot + "/README.md", encoding: .utf8)
+        let weights = try XCTUnwrap(readme.range(of: "### Weights"), "README has a Weights section")
+        let rest = readme[weights.upperBound...]
+        let start = try XCTUnwrap(rest.range(of: "```python\n"))
+        let end = try XCTUnwrap(rest[start.upperBound...].range(of: "```"))
+        return String(rest[start.upperBound..<end.lowerBound])
+    }
+
+    func testReadmeSnippetLoadsOurWeights() throws {
+        let code = try snippet()
+        XCTAssertTrue(code.contains("load_file(\"mlp.safetensors\")"), code)
+        let dir = temporaryDirectory()
+        XCTAssertEqual(Harness.run(["--max-steps", "20", "--log-every", "0", "--save", dir + "/mlp.safetensors"]).status, 0)
+        let names = Set(try Harness.weights(dir + "/mlp.safetensors").keys)
+        XCTAssertEqual(names, ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"], "the names the snippet's Sequential has")
+        let torch = Harness.runCommand([TorchInteropTests.python, "-c", "import torch, numpy"], timeout: 120)
+        guard torch.status == 0 else {
+            if ProcessInfo.processInfo.environment["DDP_REQUIRE_TORCH"] == "1" { XCTFail("DDP_REQUIRE_TORCH=1 but no torch") }
+            throw XCTSkip("no torch: the names were checked, the snippet not run")
+        }
+        try FileManager.default.createDirectory(atPath: dir + "/safetensors", withIntermediateDirectories: true)
+        try "".write(toFile: dir + "/safetensors/__init__.py", atomically: true, encoding: .utf8)
+        try ("import json, struct, sys\nimport numpy as np\nimport torch\n\n" + TorchInteropTests.loader + "\nload_file = load_safetensors\n")
+            .write(toFile: dir + "/safetensors/torch.py", atomically: true, encoding: .utf8)
+        // The snippet, then the first test image through the model.
+        let images = try IDXFile.load(path: Harness.mnist + "/t10k-images-idx3-ubyte.gz", expectedRank: 3)
+        let pixels = images.bytes.prefix(784).map { String(Double($0) / 255) }.joined(separator: ",")
+        let script = code + """
+
+            import torch
+            x = torch.tensor([\(pixels)], dtype=torch.float32).reshape(1, 1, 28, 28)
+            with torch.no_grad():
+                p = torch.softmax(model(x), dim=1)[0]
+            print(int(p.argmax()), "%.4f" % float(p.max()))
+            """
+        let r = Harness.runCommand(["/usr/bin/env", "PYTHONPATH=" + dir, TorchInteropTests.python, "-c", script], timeout: 300, cwd: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ours = Harness.run(["predict", "--weights", dir + "/mlp.safetensors", "--index", "0"])
+        XCTAssertEqual(ours.status, 0, ours.stderr)
+        let fields = r.stdout.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        XCTAssertEqual(fields.count, 2, r.stdout)
+        XCTAssertTrue(ours.stdout.contains("Predicted: \(fields.first ?? "?") (probability \(fields.last ?? "?"))"), ours.stdout + "\ntorch: " + r.stdout)
+    }
+}
