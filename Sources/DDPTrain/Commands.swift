@@ -21,6 +21,7 @@ struct DDPTrainCommand: ParsableCommand {
 }
 
 extension TableSchema.Task: ExpressibleByArgument {}
+extension Monitor: ExpressibleByArgument {}
 
 /// Where the data is and how it becomes model input; shared by train, evaluate, predict and bench.
 /// Every option is optional: train fills the gaps with the defaults, evaluate and predict with what
@@ -204,6 +205,16 @@ struct Train: ParsableCommand {
     var resume: String?
     @Flag(help: "Print nothing but errors.")
     var quiet = false
+    @Option(parsing: .unconditional, help: "Also evaluate every N optimizer steps, besides each epoch's end.")
+    var evalEvery: Int?
+    @Option(parsing: .unconditional, help: "Stop when --monitor has not improved by more than --min-delta for PATIENCE evaluations (best.safetensors in --checkpoint-dir holds the best model).")
+    var earlyStop: Int?
+    @Option(help: "val_loss or val_accuracy: the metric for --early-stop and for best.safetensors (default: val_accuracy, or val_loss for regression).")
+    var monitor: Monitor?
+    @Option(parsing: .unconditional, help: "The least change of --monitor that counts as an improvement for --early-stop.")
+    var minDelta: Double?
+    @Flag(help: "One training step and one evaluation batch, writing every output (--save, --metrics, checkpoints): a quick check of a command line.")
+    var dryRun = false
 
     /// The run these flags describe.
     func makeConfig() throws -> TrainConfig {
@@ -239,6 +250,11 @@ struct Train: ParsableCommand {
         c.checkpointEvery = checkpointEvery
         c.keep = keep
         c.resume = resume
+        c.evalEvery = evalEvery
+        c.earlyStop = earlyStop
+        c.monitor = monitor
+        c.minDelta = minDelta
+        c.dryRun = dryRun ? true : nil
         return c
     }
 

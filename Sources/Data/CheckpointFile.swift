@@ -18,6 +18,17 @@ public enum CheckpointFile {
     public static let headerSize = 24
     public static let stateKey = "ddp_train.state"
 
+    /// Early stopping's state: the score to beat (accuracy, or minus the loss) and the evaluations
+    /// since it was set.
+    public struct EarlyStopState: Codable, Equatable, Sendable {
+        public var reference: Double?
+        public var stale = 0
+        public init(reference: Double? = nil, stale: Int = 0) {
+            self.reference = reference
+            self.stale = stale
+        }
+    }
+
     /// Where training stands, as the checkpoint records it (the run configuration is in the same JSON
     /// under "config"; the training module reads it). ddp-train keeps no stateful per-rank RNG: the
     /// epoch order is a function of (seed, epoch) and dropout masks of (seed, step, layer, sample),
@@ -30,8 +41,10 @@ public enum CheckpointFile {
         public var globalBatch: Int
         public var trainCount: Int
         public var bestAccuracy: Double
-        /// The best validation loss of a regression run (its "best"); absent for classification.
+        /// The best validation loss when "best" is by loss (`--monitor val_loss`, regression).
         public var bestLoss: Double?
+        /// `--early-stop`'s count, so that a resumed run stops where the whole run would.
+        public var earlyStop: EarlyStopState?
         public var optimizer: String
         public var optimizerStep: Int
         public var learningRate: Float
@@ -76,6 +89,7 @@ public enum CheckpointFile {
                 throw bad("best accuracy \(bestAccuracy) is not in [0, 1]")
             }
             if let l = bestLoss, !(l.isFinite && l >= 0) { throw bad("best loss \(l) is not a finite number >= 0") }
+            if let e = earlyStop, e.stale < 0 || !(e.reference?.isFinite ?? true) { throw bad("early-stopping state \(e) is out of range") }
             guard optimizerStep >= 0 && optimizerStep <= step else {
                 throw bad("optimizer step \(optimizerStep) is not in 0...\(step)")
             }

@@ -31,10 +31,11 @@ public enum Checkpoint {
     public static func encodeBody(trainer: Trainer) throws -> [UInt8] {
         var position = CheckpointFile.Position(
             step: trainer.step, epoch: trainer.epoch, batchInEpoch: trainer.batchInEpoch, seed: trainer.config.seed,
-            globalBatch: trainer.sampler.globalBatch, trainCount: trainer.splits.train.count, bestAccuracy: trainer.bestScore.map { trainer.task.isClassification ? $0 : -1 } ?? -1,
+            globalBatch: trainer.sampler.globalBatch, trainCount: trainer.splits.train.count, bestAccuracy: trainer.monitor == .valAccuracy ? trainer.bestScore ?? -1 : -1,
             optimizer: trainer.optimizer.name, optimizerStep: trainer.optimizer.stepCount, learningRate: trainer.optimizer.learningRate,
             model: trainer.spec.description, worldSize: trainer.comm.size, runID: trainer.runID)
-        position.bestLoss = trainer.task.isClassification ? nil : trainer.bestScore.map { -$0 }
+        position.bestLoss = trainer.monitor == .valLoss ? trainer.bestScore.map { -$0 } : nil
+        position.earlyStop = trainer.config.earlyStop != nil ? trainer.earlyStopState : nil
         let json = String(decoding: try JSONEncoder().encode(State(position: position, config: trainer.config)), as: UTF8.self)
         var sources = Weights.sources(trainer.model.store)
         for (name, buffer) in trainer.optimizer.stateBuffers {
@@ -111,7 +112,8 @@ public enum Checkpoint {
         trainer.step = state.step
         trainer.epoch = state.epoch
         trainer.batchInEpoch = state.batchInEpoch
-        trainer.bestScore = trainer.task.isClassification ? (state.bestAccuracy >= 0 ? state.bestAccuracy : nil) : state.bestLoss.map { -$0 }
+        trainer.bestScore = trainer.monitor == .valAccuracy ? (state.bestAccuracy >= 0 ? state.bestAccuracy : nil) : state.bestLoss.map { -$0 }
+        trainer.earlyStopState = state.earlyStop ?? .init()
         trainer.runID = state.runID ?? trainer.runID
     }
 }

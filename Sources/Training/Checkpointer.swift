@@ -20,7 +20,7 @@ import Glibc
 ///   holder; a second job using the folder fails at start with one line naming it. The kernel drops
 ///   the lock when its process dies, so a dead job never blocks. Temporary files that dead writers
 ///   left (`.NAME.tmp.PID`) are removed once the lock is taken.
-/// - `best.safetensors` holds the weights with the best evaluation accuracy so far.
+/// - `best.safetensors` holds the weights with the best evaluation of `--monitor` so far.
 /// - **Resume.** Rank 0 reads and verifies the chosen checkpoint ("latest": the most recently written
 ///   readable one, falling back to older ones) and broadcasts its bytes, so the other ranks need no
 ///   shared filesystem.

@@ -44,6 +44,15 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var keep = 3
     public var resume: String?
     public var evalBatch = 1000
+    /// `--eval-every N` steps, besides each epoch's end (nil: epoch ends only).
+    public var evalEvery: Int?
+    /// `--early-stop PATIENCE` evaluations without improvement of `--monitor` by more than `--min-delta`.
+    public var earlyStop: Int?
+    /// `--monitor val_loss|val_accuracy` (nil: val_accuracy for classification, val_loss for regression).
+    public var monitor: Monitor?
+    public var minDelta: Double?
+    /// `--dry-run`: one training step and one evaluation batch, every output written.
+    public var dryRun: Bool?
     public var quiet = false
 
     public init() {}
@@ -97,6 +106,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         guard checkSync >= 0 else { throw bad("invalid --check-sync \(checkSync): must be >= 0") }
         guard checkpointEvery >= 0 else { throw bad("invalid --checkpoint-every \(checkpointEvery): must be >= 0") }
         guard keep >= 1 else { throw bad("invalid --keep \(keep): must be at least 1") }
+        if let n = evalEvery, n < 1 { throw bad("invalid --eval-every \(n): must be at least 1") }
+        if let p = earlyStop, p < 1 { throw bad("invalid --early-stop \(p): the patience must be at least 1 evaluation") }
+        if let d = minDelta, !(d.isFinite && d >= 0) { throw bad("invalid --min-delta \(d): must be >= 0") }
+        if minDelta != nil && earlyStop == nil { throw bad("--min-delta applies to --early-stop") }
         if (checkpointEvery > 0 || resume != nil) && checkpointDir == nil {
             throw bad("--checkpoint-every and --resume need --checkpoint-dir")
         }
@@ -124,7 +137,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             ("--lr", o.map { "\($0.resolvedLearningRate)" } ?? "?"), ("--momentum", "\(momentum)"),
             ("--nesterov", "\(nesterov)"), ("--weight-decay", o.map { "\($0.resolvedWeightDecay)" } ?? "?"),
             ("--seed", String(seed)), ("--no-shuffle", "\(!shuffle)"), ("--drop-last", "\(dropLast)"),
-            ("--shard-data", "\(shardData)"),
+            ("--shard-data", "\(shardData)"), ("--eval-every", evalEvery.map(String.init) ?? "none"),
+            ("--early-stop", earlyStop.map(String.init) ?? "none"), ("--monitor", monitor?.rawValue ?? "default"),
+            ("--min-delta", minDelta.map { "\($0)" } ?? "0"),
         ]
     }
 
@@ -136,4 +151,15 @@ public struct TrainConfig: Codable, Equatable, Sendable {
                 : "\(mine.flag) \(mine.value) (the checkpoint has \(theirs.value))"
         }
     }
+}
+
+/// The metric that decides "best" (best.safetensors) and early stopping.
+public enum Monitor: String, Codable, CaseIterable, Sendable {
+    case valLoss = "val_loss"
+    case valAccuracy = "val_accuracy"
+
+    /// What is maximized: the accuracy, or minus the loss.
+    public func score(_ r: EvalResult) -> Double { self == .valLoss ? -r.loss : r.accuracy }
+    /// The value as it reads (the loss, not its negative).
+    public func value(_ r: EvalResult) -> Double { self == .valLoss ? r.loss : r.accuracy }
 }

@@ -57,8 +57,14 @@ public final class Trainer {
     public var step = 0
     public var epoch = 0
     public var batchInEpoch = 0
-    /// The best evaluation's score so far (`EvalResult.score`: accuracy, or minus the loss).
+    /// What decides "best" and early stopping (`--monitor`, else the task's own).
+    public let monitor: Monitor
+    /// The best evaluation's score so far (`monitor.score`: accuracy, or minus the loss).
     public var bestScore: Double?
+    /// Early stopping: the score to beat by more than `--min-delta`, and evaluations since it was set.
+    public var earlyStopState = CheckpointFile.EarlyStopState()
+    /// `--max-steps`, or 1 for `--dry-run`.
+    public let maxSteps: Int?
     /// This run's identity (checkpoint names): new at a fresh start, the checkpoint's on resume.
     public var runID = CheckpointFile.newRunID()
     public private(set) var lastEval: EvalResult?
@@ -70,6 +76,10 @@ public final class Trainer {
     public private(set) var lastEvalImproved = false
     /// True when training stopped early because some rank got SIGTERM or SIGINT.
     public private(set) var stoppedBySignal = false
+    /// True when `--early-stop` ended training.
+    public private(set) var stoppedEarly = false
+    /// The 1-based epoch of the last evaluation.
+    private var lastEvalEpoch = 0
 
     // Preallocated per-step buffers.
     private let indices: UnsafeMutablePointer<Int32>
@@ -101,10 +111,20 @@ public final class Trainer {
         // Rank 0 loads first: what it builds once (a table's cache) the others then only read.
         var loaded: DataSplits?
         try rootDecides(comm, what: "data") { loaded = try DataSplits.load(source) }
-        splits = try loaded ?? DataSplits.load(source)
+        let data = try loaded ?? DataSplits.load(source)
+        // A dry run evaluates one batch.
+        splits = config.dryRun == true
+            ? DataSplits(train: data.train, eval: try data.eval.slice(0..<min(config.evalBatch, data.eval.count), name: data.eval.name),
+                         evalName: data.evalName, preprocessing: data.preprocessing, notes: data.notes)
+            : data
+        maxSteps = config.dryRun == true ? 1 : config.maxSteps
         spec = try config.modelSpec
         let lossKind = try config.lossKind
         task = try Task(space: splits.train.space, loss: lossKind)
+        monitor = config.monitor ?? (task.isClassification ? .valAccuracy : .valLoss)
+        if monitor == .valAccuracy && !task.isClassification {
+            throw UsageError("--monitor val_accuracy needs a classification task; this is regression (use val_loss)")
+        }
         let maxBatch = max(config.batchSize, config.evalBatch)
         let optimizerConfig = try config.optimizerConfig
         // The model reserves its memory first; where the parameters live is decided next, with the
@@ -127,7 +147,7 @@ public final class Trainer {
         schedule = try config.schedule
         baseLearningRate = optimizerConfig.resolvedLearningRate
         let wholeRun = sampler.batchesPerEpoch.multipliedReportingOverflow(by: config.epochs)
-        totalSteps = min(config.maxSteps ?? Int.max, wholeRun.overflow ? Int.max : wholeRun.partialValue)
+        totalSteps = min(maxSteps ?? Int.max, wholeRun.overflow ? Int.max : wholeRun.partialValue)
         reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
         replicas = comm.size > 1 ? CommReplicaSum(comm: comm) : nil
         reducer.clipGradNorm = config.clipGradNorm
@@ -212,7 +232,7 @@ public final class Trainer {
     public func run() throws -> EvalResult? {
         try openMetrics()
         let batches = sampler.batchesPerEpoch
-        var stop = config.maxSteps.map { step >= $0 } ?? false
+        var stop = maxSteps.map { step >= $0 } ?? false
         while epoch < config.epochs && !stop {
             sampler.startEpoch(epoch)
             var processed = min(batchInEpoch * sampler.globalBatch, sampler.samplesPerEpoch)
@@ -242,31 +262,44 @@ public final class Trainer {
                                 elapsed: elapsed, samplesPerSecond: Double(processed - epochFirstSample) / max(elapsed, 1e-9), loss: meanLoss)
                 }
                 if config.checkSync > 0 && step % config.checkSync == 0 { try checkSync() }
-                if let m = config.maxSteps, step >= m { stop = true }
+                if let m = maxSteps, step >= m { stop = true }
                 if stopAgreed {
                     stoppedBySignal = true
                     console.clearBar()
                     console.line("Stop requested (SIGTERM/SIGINT/SIGUSR1): stopping after step \(step)")
                     return lastEval
                 }
-                if batchInEpoch < batches { try afterStep?(self, false) }
+                if batchInEpoch < batches {
+                    if let n = config.evalEvery, step % n == 0 {
+                        console.clearBar()
+                        try record(try evaluate(), epoch: epoch + 1)
+                        try afterStep?(self, true)
+                        if stoppedEarly { stop = true }
+                    } else {
+                        try afterStep?(self, false)
+                    }
+                }
             }
             let epochSeconds = monotonicSeconds() - epochStart
             console.clearBar()
             console.line(String(format: "Epoch %d done: %d samples in %.2f s (%.0f samples/s)", epoch + 1,
                                 processed - epochFirstSample, epochSeconds, Double(processed - epochFirstSample) / max(epochSeconds, 1e-9)))
             let result = try evaluate()
-            lastEval = result
-            console.line(result.line(setName: splits.evalName))
-            metrics?.eval(step: step, epoch: epoch + 1, result: result)
+            let epochNumber = epoch + 1
             if batchInEpoch >= batches {
                 epoch += 1
                 batchInEpoch = 0
             }
-            lastEvalImproved = bestScore.map { result.score > $0 } ?? true
-            if lastEvalImproved { bestScore = result.score }
+            try record(result, epoch: epochNumber)
             try afterStep?(self, true)
+            if stoppedEarly { stop = true }
         }
+        if stoppedEarly, let patience = config.earlyStop, let best = bestScore {
+            console.line(String(format: "Early stopping after step %d (epoch %d): %@ did not improve by more than %g in %d evaluations; best %@ %.6g%@",
+                                step, lastEvalEpoch, monitor.rawValue, config.minDelta ?? 0, patience, monitor.rawValue,
+                                monitor == .valLoss ? -best : best, config.checkpointDir.map { " (\($0)/best.safetensors)" } ?? ""))
+        }
+        if config.dryRun == true { console.line("Dry run: 1 training step and 1 evaluation batch done; every output was written") }
         if let result = lastEval, let table = result.details(names: splits.eval.classNames) {
             console.line(table)
         }
@@ -286,6 +319,25 @@ public final class Trainer {
     public var savedDescription: Weights.Description {
         Weights.Description(model: spec.description, task: task.name, loss: config.loss, data: config.data.resolved,
                             preprocessing: splits.preprocessing)
+    }
+
+    /// Reports an evaluation (console, metrics file) and updates "best" and early stopping.
+    func record(_ result: EvalResult, epoch epochNumber: Int) throws {
+        lastEval = result
+        lastEvalEpoch = epochNumber
+        console.line(result.line(setName: splits.evalName))
+        metrics?.eval(step: step, epoch: epochNumber, result: result)
+        let score = monitor.score(result)
+        lastEvalImproved = bestScore.map { score > $0 } ?? true
+        if lastEvalImproved { bestScore = score }
+        if let patience = config.earlyStop {
+            if earlyStopState.reference.map({ score > $0 + (config.minDelta ?? 0) }) ?? true {
+                earlyStopState = .init(reference: score, stale: 0)
+            } else {
+                earlyStopState.stale += 1
+            }
+            stoppedEarly = earlyStopState.stale >= patience
+        }
     }
 
     /// Trains the next batch of the current epoch and moves the position (step, batch) on.
