@@ -17,6 +17,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
@@ -39,6 +40,7 @@ let package = Package(
         .executableTarget(name: "DDPTrain", dependencies: [
             "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
         ], swiftSettings: hot),
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Optim"]),

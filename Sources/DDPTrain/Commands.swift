@@ -215,6 +215,10 @@ struct Train: ParsableCommand {
     var minDelta: Double?
     @Flag(help: "One training step and one evaluation batch, writing every output (--save, --metrics, checkpoints): a quick check of a command line.")
     var dryRun = false
+    @Option(help: "Read training flags from a YAML file (flag: value, without the dashes); the command line overrides them.")
+    var config: String?
+    @Flag(help: "Print the resolved configuration (every training flag and its value) as YAML, and exit.")
+    var printConfig = false
 
     /// The run these flags describe.
     func makeConfig() throws -> TrainConfig {
@@ -269,6 +273,12 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let c = try makeConfig()
+        // The data flags' defaults are decided here (DDP_DATA_DIR, Debian's Fashion-MNIST): recorded as decided.
+        let filled = ["dataset": c.data.dataset, "data-dir": c.data.dataDir]
+        if printConfig {
+            print(try RunConfig.yaml(arguments, filled: filled), terminator: "")
+            return
+        }
         let comm = try makeCommunicator(stallTimeout: c.stallTimeout)
         let blas = BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: comm.localSize)
         installStopSignalHandlers()
@@ -279,6 +289,12 @@ struct Train: ParsableCommand {
         var resumed: String?
         if let choice = c.resume, let cp = checkpointer {
             resumed = try cp.resume(choice, into: trainer)
+        }
+        // The resolved configuration beside the checkpoints and the weights: --config of it repeats the run.
+        try rootDecides(comm, what: "configuration") {
+            for path in [c.checkpointDir.map { $0 + "/config.yaml" }, c.savePath.map(RunConfig.path(besideWeights:))].compactMap({ $0 }) {
+                do { try RunConfig.write(arguments, filled: filled, to: path) } catch { throw TrainingError("cannot write the configuration \(path): \(error)") }
+            }
         }
         trainer.printHeader(extra: [blas])
         if c.resume != nil {

@@ -5,7 +5,7 @@ import Foundation
 BLASEnvironment.prepareCoreType()
 
 // `--resume` alone means the newest checkpoint: give it the value "latest".
-var arguments = Array(CommandLine.arguments.dropFirst())
+nonisolated(unsafe) var arguments = Array(CommandLine.arguments.dropFirst())
 if let i = arguments.firstIndex(of: "--resume"), i + 1 == arguments.count || arguments[i + 1].hasPrefix("-") {
     arguments.insert("latest", at: i + 1)
 }
@@ -21,6 +21,8 @@ func finish(_ error: Error, usage: Bool) -> Never {
 
 var command: ParsableCommand
 do {
+    // `--config FILE`: the file's flags first, so that the command line overrides them.
+    arguments = try RunConfig.expand(arguments)
     command = try DDPTrainCommand.parseAsRoot(arguments)
 } catch {
     finish(error, usage: true)

@@ -67,4 +67,26 @@ final class RunControlTests: XCTestCase {
         assertCleanFailure(["--eval-every", "0"], mentions: "--eval-every", status: 2)
         assertCleanFailure(["--min-delta", "0.1"], mentions: "--early-stop", status: 2)
     }
+
+    /// `--config` of the configuration a run writes beside its weights repeats the run bitwise; the
+    /// command line overrides the file; `--print-config` shows every flag resolved.
+    func testConfigFileRoundTrip() throws {
+        let dir = temporaryDirectory()
+        ok(Harness.run(["--model", "mlp:64", "--optimizer", "adam", "--max-steps", "30", "--batch-size", "32", "--log-every", "0",
+                        "--normalize", "0.1307,0.3081", "--save", dir + "/a.safetensors", "--checkpoint-dir", dir + "/ck"], np: 2))
+        let written = try String(contentsOfFile: dir + "/a.yaml", encoding: .utf8)
+        XCTAssertEqual(try String(contentsOfFile: dir + "/ck/config.yaml", encoding: .utf8), written)
+        for line in ["model: mlp:64", "optimizer: adam", "max-steps: 30", "normalize: 0.1307,0.3081", "data-dir: " + Harness.mnist, "seed: 1"] {
+            XCTAssertTrue(written.contains(line + "\n"), "\(line) in:\n\(written)")
+        }
+        ok(Harness.run(["--config", dir + "/a.yaml", "--save", dir + "/b.safetensors", "--checkpoint-dir", dir + "/ck2"], np: 2, env: ["DDP_DATA_DIR": "/nonexistent"]))
+        XCTAssertEqual(Harness.maxAbsDifference(try Harness.weights(dir + "/a.safetensors"), try Harness.weights(dir + "/b.safetensors")), 0)
+        let printed = Harness.run(["--config", dir + "/a.yaml", "--lr", "0.5", "--print-config"])
+        ok(printed)
+        XCTAssertTrue(printed.stdout.contains("lr: 0.5\n") && printed.stdout.contains("model: mlp:64\n"), printed.stdout)
+        try "lr: [1, 2\n".write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
+        assertCleanFailure(["--config", dir + "/bad.yaml"], mentions: "bad.yaml: not valid YAML", status: 2)
+        try "no-such-flag: 3\n".write(toFile: dir + "/unknown.yaml", atomically: true, encoding: .utf8)
+        assertCleanFailure(["--config", dir + "/unknown.yaml"], mentions: "--no-such-flag", status: 2)
+    }
 }
