@@ -95,7 +95,7 @@ public final class Trainer {
         try config.validate()
         self.config = config
         self.comm = comm
-        console = Console(enabled: comm.isRoot && !config.quiet, interactive: comm.size == 1 && !MPICommunicator.launchedByMPI)
+        console = Console(enabled: comm.isRoot && !config.quiet, underMPI: MPICommunicator.launchedByMPI)
         // Outputs first: a path that cannot be written fails now, not after hours of training.
         try rootDecides(comm, what: "output paths") {
             do {
@@ -258,8 +258,8 @@ public final class Trainer {
                 }
                 if console.interactive {
                     let elapsed = monotonicSeconds() - epochStart
-                    console.bar(epoch: epoch + 1, epochs: config.epochs, processed: processed, total: sampler.samplesPerEpoch,
-                                elapsed: elapsed, samplesPerSecond: Double(processed - epochFirstSample) / max(elapsed, 1e-9), loss: meanLoss)
+                    console.bar(epoch: epoch + 1, epochs: config.epochs, batch: batchInEpoch, batches: batches, elapsed: elapsed,
+                                samplesPerSecond: Double(processed - epochFirstSample) / max(elapsed, 1e-9), loss: meanLoss)
                 }
                 if config.checkSync > 0 && step % config.checkSync == 0 { try checkSync() }
                 if let m = maxSteps, step >= m { stop = true }

@@ -89,4 +89,23 @@ final class RunControlTests: XCTestCase {
         try "no-such-flag: 3\n".write(toFile: dir + "/unknown.yaml", atomically: true, encoding: .utf8)
         assertCleanFailure(["--config", dir + "/unknown.yaml"], mentions: "--no-such-flag", status: 2)
     }
+
+    /// Under mpirun in a terminal (util-linux's `script` provides one), rank 0 draws tqdm's bar and
+    /// the log lines scroll above it; with mpirun's output sent to a file, the file gets no bar
+    /// (mpirun gives the ranks a pseudo-terminal either way).
+    func testProgressBarOnlyWhenATerminalWatches() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "no /usr/bin/script")
+        let dir = temporaryDirectory()
+        let command = "mpirun -np 2 --oversubscribe \(Harness.binary) --model mlp:32 --epochs 1 --batch-size 32 --log-every 50"
+        let terminal = Harness.runCommand(["/usr/bin/script", "-qec", command, dir + "/typescript"])
+        XCTAssertEqual(terminal.status, 0, terminal.stdout)
+        let seen = try String(contentsOfFile: dir + "/typescript", encoding: .utf8)
+        XCTAssertTrue(seen.contains("Epoch 1/1: ") && seen.contains("| 125/125 [") && seen.contains("samples/s, loss="), seen)
+        XCTAssertTrue(seen.contains("Epoch 1 [Batch 50/125"), "the log lines are there too")
+        let redirected = Harness.runCommand(["/usr/bin/script", "-qec", command + " > " + dir + "/log.txt", dir + "/typescript2"])
+        XCTAssertEqual(redirected.status, 0, redirected.stdout)
+        let log = try String(contentsOfFile: dir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("Epoch 1 [Batch 50/125"), log)
+        XCTAssertFalse(log.contains("samples/s, loss="), "no bar in a file: \(log)")
+    }
 }
