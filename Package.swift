@@ -2,7 +2,7 @@
 // ddp-train: distributed data-parallel training in Swift over Open MPI and OpenBLAS.
 //
 // Dependencies point one way:
-//   C shims (CBLAS, CZlib, CPNG, CJPEG, CMPI, CKernels) -> Engine -> NN, Optim, Data -> Comm -> Training -> DDPTrain (CLI)
+//   C shims (CBLAS, CZlib, CPNG, CJPEG, CISAL, CMPI, CKernels) -> Engine -> NN, Optim, Data -> Comm -> Training -> DDPTrain (CLI)
 // Only the Comm module imports CMPI.
 import PackageDescription
 
@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
@@ -28,6 +29,8 @@ let package = Package(
                        providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
                        providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CISAL", path: "Sources/CISAL", pkgConfig: "libisal",
+                       providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CKernels", path: "Sources/CKernels"),
@@ -36,7 +39,10 @@ let package = Package(
         .target(name: "Optim", dependencies: ["Engine"], swiftSettings: hot),
         .target(name: "Data", dependencies: ["Engine", "CZlib", "CPNG", "CJPEG", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: hot),
         .target(name: "Comm", dependencies: ["Engine", "CMPI"], swiftSettings: hot),
-        .target(name: "Training", dependencies: ["Engine", "NN", "Optim", "Data", "Comm"], swiftSettings: hot),
+        // TensorBoard's event messages, generated from tensorboard.proto (see its header).
+        .target(name: "TensorBoardProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["tensorboard.proto"]),
+        .target(name: "Training", dependencies: ["Engine", "NN", "Optim", "Data", "Comm", "CISAL", "TensorBoardProto"], swiftSettings: hot),
         .executableTarget(name: "DDPTrain", dependencies: [
             "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -4,7 +4,7 @@
 #
 # What it changes on the machine, so that `mpirun -np 4 ddp-train` works exactly as written:
 #   - apt packages: libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev libpng-dev
-#     libjpeg62-turbo-dev pkg-config (if missing)
+#     libjpeg62-turbo-dev libisal-dev pkg-config (if missing)
 #   - ~/.openmpi/mca-params.conf: rmaps_base_oversubscribe = 1 (more ranks than cores is allowed)
 #   - as root: OMPI_ALLOW_RUN_AS_ROOT=1 and OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 exported here and in
 #     /etc/profile.d/ddp-train.sh and ~/.bashrc (Open MPI reads these two from the environment only)
@@ -16,7 +16,7 @@ cd "$DDP_ROOT"
 log() { echo "[setup] $*" >&2; }
 
 need=()
-for pkg in libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev pkg-config; do
+for pkg in libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libisal-dev pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -215,6 +215,8 @@ struct Train: ParsableCommand {
     var minDelta: Double?
     @Flag(help: "One training step and one evaluation batch, writing every output (--save, --metrics, checkpoints): a quick check of a command line.")
     var dryRun = false
+    @Option(help: "Write TensorBoard event files here: loss, lr, samples/s, validation metrics, weight histograms per epoch, the confusion matrix.")
+    var tensorboard: String?
     @Option(help: "Read training flags from a YAML file (flag: value, without the dashes); the command line overrides them.")
     var config: String?
     @Flag(help: "Print the resolved configuration (every training flag and its value) as YAML, and exit.")
@@ -259,6 +261,7 @@ struct Train: ParsableCommand {
         c.monitor = monitor
         c.minDelta = minDelta
         c.dryRun = dryRun ? true : nil
+        c.tensorboard = tensorboard
         return c
     }
 

@@ -53,6 +53,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var minDelta: Double?
     /// `--dry-run`: one training step and one evaluation batch, every output written.
     public var dryRun: Bool?
+    /// `--tensorboard DIR`: TensorBoard event files (rank 0).
+    public var tensorboard: String?
     public var quiet = false
 
     public init() {}

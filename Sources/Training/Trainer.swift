@@ -52,6 +52,8 @@ public final class Trainer {
     /// Optimizer steps the run will take: the schedule's length.
     public let totalSteps: Int
     public var metrics: MetricsLog?
+    /// `--tensorboard`: the same figures for TensorBoard, with weight histograms and the confusion matrix.
+    public var board: TensorBoardWriter?
 
     // Position in training; what a checkpoint records.
     public var step = 0
@@ -179,6 +181,13 @@ public final class Trainer {
         }
     }
 
+    /// Opens the `--tensorboard` event file (rank 0): a new file per run or resume, as TensorBoard's
+    /// writers do; TensorBoard merges a folder's files by step.
+    func openTensorBoard() throws {
+        guard let dir = config.tensorboard, board == nil else { return }
+        try rootDecides(comm, what: "tensorboard") { board = try TensorBoardWriter(directory: dir) }
+    }
+
     /// `--allreduce auto` takes shared memory when all ranks share a machine, else MPI buckets. The
     /// reducer decides where the parameters and gradients live, and the model is allocated there:
     /// with shared memory, one node-wide copy of the parameters (rank 0 initializes it) and each
@@ -231,6 +240,7 @@ public final class Trainer {
     @discardableResult
     public func run() throws -> EvalResult? {
         try openMetrics()
+        try openTensorBoard()
         let batches = sampler.batchesPerEpoch
         var stop = maxSteps.map { step >= $0 } ?? false
         while epoch < config.epochs && !stop {
@@ -249,6 +259,11 @@ public final class Trainer {
                 windowSteps += 1
                 metrics?.step(step: step, epoch: epoch + 1, loss: meanLoss, lr: optimizer.learningRate,
                               samplesPerSecond: Double(globalCount) / max(dt, 1e-9))
+                if let board {
+                    board.scalar("loss", meanLoss, step: step)
+                    board.scalar("lr", Double(optimizer.learningRate), step: step)
+                    board.scalar("samples_per_s", Double(globalCount) / max(dt, 1e-9), step: step)
+                }
                 if config.logEvery > 0 && (batchInEpoch % config.logEvery == 0 || batchInEpoch == batches) {
                     console.line(String(format: "Epoch %d [Batch %d/%d Processed %d/%d (%.0f%%)] Loss: %.4f",
                                         epoch + 1, batchInEpoch, batches, processed, sampler.samplesPerEpoch,
@@ -290,7 +305,7 @@ public final class Trainer {
                 epoch += 1
                 batchInEpoch = 0
             }
-            try record(result, epoch: epochNumber)
+            try record(result, epoch: epochNumber, epochEnd: true)
             try afterStep?(self, true)
             if stoppedEarly { stop = true }
         }
@@ -311,6 +326,7 @@ public final class Trainer {
             console.line("Saved weights to \(path)")
         }
         metrics?.close()
+        board?.close()
         return lastEval
     }
 
@@ -322,11 +338,22 @@ public final class Trainer {
     }
 
     /// Reports an evaluation (console, metrics file) and updates "best" and early stopping.
-    func record(_ result: EvalResult, epoch epochNumber: Int) throws {
+    func record(_ result: EvalResult, epoch epochNumber: Int, epochEnd: Bool = false) throws {
         lastEval = result
         lastEvalEpoch = epochNumber
         console.line(result.line(setName: splits.evalName))
         metrics?.eval(step: step, epoch: epochNumber, result: result)
+        if let board {
+            for (name, value) in result.fields { board.scalar(name, value, step: step) }
+            if let confusion = result.confusion { board.image("confusion_matrix", confusion.heatMap(), step: step) }
+            if epochEnd {
+                let store = model.store
+                for e in store.entries {
+                    board.histogram("weights/" + e.name, UnsafeBufferPointer(start: store.parameterPointer(e.offset), count: e.count), step: step)
+                }
+            }
+            board.flush()
+        }
         let score = monitor.score(result)
         lastEvalImproved = bestScore.map { score > $0 } ?? true
         if lastEvalImproved { bestScore = score }
