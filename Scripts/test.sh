@@ -21,12 +21,13 @@ fi
 # Debian's Python packages, run with /usr/bin/python3: the interoperability tests load our CNN
 # weights into torch modules (python3-torch); the image tests compare decoding and resizing with PIL
 # (python3-pil); the regression test compares with numpy's least squares (python3-numpy).
-if ! /usr/bin/python3 -c 'import torch, PIL, numpy' 2>/dev/null; then
-  echo "[test] installing python3-torch python3-pil python3-numpy (Debian)" >&2
+# The report test draws our HTML report in Debian's headless chromium.
+if ! /usr/bin/python3 -c 'import torch, PIL, numpy' 2>/dev/null || [ ! -x /usr/bin/chromium ]; then
+  echo "[test] installing python3-torch python3-pil python3-numpy chromium (Debian)" >&2
   ${SUDO:-} apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends python3-torch python3-pil python3-numpy >/dev/null
+  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends python3-torch python3-pil python3-numpy chromium >/dev/null
 fi
-export DDP_REQUIRE_PYTHON=1 DDP_REQUIRE_TORCH=1 DDP_TRAIN_BIN="$DDP_BIN"
+export DDP_REQUIRE_PYTHON=1 DDP_REQUIRE_TORCH=1 DDP_REQUIRE_CHROMIUM=1 DDP_TRAIN_BIN="$DDP_BIN"
 
 fuzz_seconds="${DDP_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" -gt 0 ]; then
