@@ -46,7 +46,7 @@ public enum TableCache {
     public static func applies(to source: String, choice: Bool?) -> Bool {
         if let choice { return choice }
         let size = (try? FileManager.default.attributesOfItem(atPath: source)[.size] as? Int) ?? 0
-        return (size ?? 0) >= autoThreshold
+        return size >= autoThreshold
     }
 
     /// The cached table: a valid cache is mapped as it is; otherwise the table is encoded with
