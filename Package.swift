@@ -42,7 +42,11 @@ let package = Package(
         // TensorBoard's event messages, generated from tensorboard.proto (see its header).
         .target(name: "TensorBoardProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["tensorboard.proto"]),
-        .target(name: "Training", dependencies: ["Engine", "NN", "Optim", "Data", "Comm", "CISAL", "TensorBoardProto"], swiftSettings: hot),
+        // ONNX's model messages, generated from onnx.proto (see its header).
+        .target(name: "ONNXProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["onnx.proto"]),
+        .target(name: "Training", dependencies: ["Engine", "NN", "Optim", "Data", "Comm", "CISAL", "TensorBoardProto", "ONNXProto"],
+                swiftSettings: hot),
         .executableTarget(name: "DDPTrain", dependencies: [
             "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

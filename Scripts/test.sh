@@ -13,10 +13,11 @@ export DDP_DATA_DIR="${DDP_DATA_DIR:-$DDP_ROOT/../shared/data/mnist-10k}"
 export DDP_DATA_DIR=$(cd "$DDP_DATA_DIR" && pwd)
 
 # The interoperability test reads our safetensors with Python's safetensors package.
-# The TensorBoard test reads our event files with TensorBoard's own EventAccumulator.
-if ! python3 -c 'import safetensors.numpy, numpy, tensorboard' 2>/dev/null; then
-  echo "[test] installing Python safetensors, numpy and tensorboard" >&2
-  python3 -m pip install -q safetensors numpy tensorboard
+# The TensorBoard test reads our event files with TensorBoard's own EventAccumulator; the ONNX test
+# checks exported models with onnx's checker and runs them in onnxruntime.
+if ! python3 -c 'import safetensors.numpy, numpy, tensorboard, onnx, onnxruntime' 2>/dev/null; then
+  echo "[test] installing Python safetensors, numpy, tensorboard, onnx and onnxruntime" >&2
+  python3 -m pip install -q safetensors numpy tensorboard onnx onnxruntime
 fi
 # Debian's Python packages, run with /usr/bin/python3: the interoperability tests load our CNN
 # weights into torch modules (python3-torch); the image tests compare decoding and resizing with PIL

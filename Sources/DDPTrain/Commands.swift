@@ -16,7 +16,7 @@ struct DDPTrainCommand: ParsableCommand {
           mpirun -np 4 ddp-train --epochs 5         (four ranks, global batch 4 x --batch-size)
         """,
         version: "ddp-train 0.11.0",
-        subcommands: [Train.self, Evaluate.self, Predict.self, ReportCommand.self, Download.self, Bench.self],
+        subcommands: [Train.self, Evaluate.self, Predict.self, ReportCommand.self, ExportCommand.self, Download.self, Bench.self],
         defaultSubcommand: Train.self)
 }
 

@@ -26,7 +26,7 @@ enum RunConfig {
     /// other commands' arguments as they are.
     static func expand(_ arguments: [String]) throws -> [String] {
         guard let i = arguments.firstIndex(where: { $0 == "--config" || $0.hasPrefix("--config=") }) else { return arguments }
-        let subcommands = ["evaluate", "predict", "report", "download", "bench", "help"]
+        let subcommands = ["evaluate", "predict", "report", "export", "download", "bench", "help"]
         if let first = arguments.first, subcommands.contains(first) { return arguments }
         let path: String
         if arguments[i].hasPrefix("--config=") {

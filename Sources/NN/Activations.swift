@@ -73,6 +73,15 @@ public protocol Activation: ShapePreserving {
 extension Activation {
     public var isView: Bool { fusedIntoPrevious }
 
+    /// The activation as its own operator, fused or not: the graph has no fusion.
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        switch kind {
+        case .relu: return graph.add("Relu", [x])
+        case .sigmoid: return graph.add("Sigmoid", [x])
+        case .tanh: return graph.add("Tanh", [x])
+        }
+    }
+
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         if !fusedIntoPrevious { kind.forward(x, y, count: batch * shape.count) }
     }
@@ -109,6 +118,10 @@ public final class Tanh: Activation {
 
 /// Reshapes (C, H, W) to (C*H*W), as torch.nn.Flatten. Its output is its input's memory.
 public final class Flatten: Layer {
+    /// torch.nn.Flatten: everything after the batch dimension in one.
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        graph.add("Flatten", [x], [("axis", .int(1))])
+    }
     public let inputShape: Shape
     /// The reshape that `mlp:` presets put first: torch's model has no module for it (the tutorials
     /// flatten in the training loop), so it takes no index in the tensor names.

@@ -16,6 +16,12 @@ import Engine
 /// The running statistics are buffers (saved, not trained, not reduced: every rank computes the same).
 /// Forward keeps each channel's mean and 1/sqrt(var + eps) in workspace; backward recomputes xhat.
 public final class BatchNorm: Layer {
+    /// Inference with the running statistics, on (N, C) or (N, C, H, W).
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        graph.add("BatchNormalization", [x, prefix + "weight", prefix + "bias", prefix + "running_mean", prefix + "running_var"],
+                  [("epsilon", .float(eps))])
+    }
+
     public let channels: Int
     /// Positions per channel in a sample (1 for (C), L for (C, L), H*W for (C, H, W)).
     public let positions: Int

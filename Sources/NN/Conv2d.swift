@@ -11,6 +11,12 @@ import Engine
 /// no padding reads x directly. With a fused activation (`FusesActivation`), y = f(conv + bias) in
 /// the pass that adds the bias, and backward applies f' in the pass that sums the bias gradient.
 public final class Conv2d: FusesActivation {
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        graph.add("Conv", [x, prefix + "weight"] + (parameters.hasBias ? [prefix + "bias"] : []),
+                  [("kernel_shape", .ints([kernel, kernel])), ("strides", .ints([stride, stride])),
+                   ("pads", .ints([padding, padding, padding, padding]))])
+    }
+
     public let inChannels: Int, outChannels: Int
     public let kernel: Int, stride: Int, padding: Int
     public let hasBias: Bool

@@ -5,6 +5,9 @@ import Engine
 /// element), so it is the same on any number of ranks and needs no RNG state in a checkpoint.
 /// Forward keeps it (a byte per draw, in workspace) for backward, which would otherwise hash again.
 public class Dropout: ShapePreserving, KeyedRandomness {
+    /// The identity at inference (Dropout2d too).
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String { x }
+
     public let p: Float
     public let shape: Shape
     /// Distinguishes the masks of several Dropout layers in one model.

@@ -68,6 +68,9 @@ public protocol Layer: AnyObject {
     /// `inputGrad`: whether backward computes dx.
     func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape]
 
+    /// Adds this layer's inference operators on `x` to `graph` (ONNX's names; parameters named
+    /// `prefix` + "weight" and so on, as in the weights file) and returns its output's name.
+    func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String
     func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext)
     func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                   dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext)

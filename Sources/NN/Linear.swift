@@ -4,6 +4,11 @@ import Engine
 /// With `activation` set (`fuse`, by `Sequential`, for a Linear followed by an activation), y = f(x W^T + b)
 /// in one pass after the GEMM, and backward applies f' in the same pass that sums the bias gradient.
 public final class Linear: FusesActivation {
+    /// torch.nn.Linear as Gemm(x, W, b, transB=1); a fused activation is exported by its own layer.
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        graph.add("Gemm", [x, prefix + "weight"] + (hasBias ? [prefix + "bias"] : []), [("transB", .int(1))])
+    }
+
     public private(set) var activation: ActivationKind?
 
     /// Every elementwise activation fuses into the epilogue.

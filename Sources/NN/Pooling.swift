@@ -11,6 +11,10 @@ func pooledShape(_ input: Shape, kernel: Int, stride: Int) -> Shape? {
 /// (C, (H - K) / S + 1, (W - K) / S + 1). Forward keeps the position of each window's maximum (the
 /// first, as torch) in workspace; backward sends each output gradient there.
 public final class MaxPool2d: Layer {
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        graph.add("MaxPool", [x], [("kernel_shape", .ints([kernel, kernel])), ("strides", .ints([stride, stride]))])
+    }
+
     public let kernel: Int, stride: Int
     public let inputShape: Shape
     public let outputShape: Shape
@@ -81,6 +85,11 @@ public final class MaxPool2d: Layer {
 
 /// torch.nn.AvgPool2d(kernel_size=K, stride=S) (no padding, floor mode): the mean of each window.
 public final class AvgPool2d: Layer {
+    /// No padding, so ONNX's count_include_pad makes no difference.
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        graph.add("AveragePool", [x], [("kernel_shape", .ints([kernel, kernel])), ("strides", .ints([stride, stride]))])
+    }
+
     public let kernel: Int, stride: Int
     public let inputShape: Shape
     public let outputShape: Shape
@@ -138,6 +147,10 @@ public final class AvgPool2d: Layer {
 
 /// Global average pooling, torch.nn.AdaptiveAvgPool2d(1): (C, H, W) to (C, 1, 1), each channel's mean.
 public final class GlobalAvgPool2d: Layer {
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        graph.add("GlobalAveragePool", [x])
+    }
+
     public let inputShape: Shape
     public let outputShape: Shape
 

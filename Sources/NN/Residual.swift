@@ -13,6 +13,13 @@ import Engine
 ///         def forward(self, x):
 ///             return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
 public final class Residual: ContainsLayers {
+    /// body(x) + shortcut(x), the shortcut a 1x1 Conv or the identity.
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        let b = graph.chain(body.layers, torchIndex: body.torchIndex, from: x, prefix: prefix + "body.")
+        let s = shortcut.map { $0.export(x, prefix: prefix + "shortcut.", into: &graph) } ?? x
+        return graph.add("Add", [b, s])
+    }
+
     private let body: LayerChain
     public let shortcut: Conv2d?
     public var inputShape: Shape { body.inputShape }

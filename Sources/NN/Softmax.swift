@@ -3,6 +3,10 @@ import Glibc
 
 /// torch.nn.LogSoftmax(dim=1): y = x - logsumexp(x) per row.
 public final class LogSoftmax: ShapePreserving {
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        graph.add("LogSoftmax", [x], [("axis", .int(1))])
+    }
+
     public let classes: Int
     public let shape: Shape
     public init(_ classes: Int) {
@@ -33,6 +37,10 @@ public final class LogSoftmax: ShapePreserving {
 
 /// torch.nn.Softmax(dim=1).
 public final class Softmax: ShapePreserving {
+    public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
+        graph.add("Softmax", [x], [("axis", .int(1))])
+    }
+
     public let classes: Int
     public let shape: Shape
     public init(_ classes: Int) {

@@ -1,0 +1,37 @@
+import ArgumentParser
+import Data
+import Engine
+import Foundation
+import NN
+import Training
+
+/// `ddp-train export --weights W --onnx model.onnx`: the saved model as ONNX (see `ONNXExport`),
+/// built from what the weights file records (model, input shape, outputs).
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export saved weights as an ONNX model (input 'input': (N, sample shape), output 'output': the logits).",
+        discussion: "The input is preprocessed as in training (pixels scaled to [0,1] and --normalize; table rows standardized): the weights file records how.")
+
+    @Option(help: "Weights file (safetensors) written by --save.")
+    var weights: String
+    @Option(help: "The ONNX file to write.")
+    var onnx: String
+
+    func run() throws {
+        let recorded = try Weights.description(in: weights)
+        guard let prep = recorded.preprocessing else {
+            throw ValidationError("\(weights) records no input shape (saved by an older ddp-train?); train it again with --save")
+        }
+        let lossKind = recorded.loss.flatMap { LossKind(name: $0) }
+        let spec = try ModelSpec(parsing: recorded.model.isEmpty ? "mlp:512,512" : recorded.model)
+        let net = try spec.build(inputShape: Shape(prep.sampleShape), classes: prep.space.width, maxBatch: 1, seed: 0,
+                                 logSoftmax: lossKind == .nll)
+        try Weights.load(net, from: weights)
+        var metadata = Weights.Description(model: recorded.model, task: recorded.task, loss: recorded.loss,
+                                           data: recorded.data, preprocessing: recorded.preprocessing).metadata
+        metadata.removeValue(forKey: "format")
+        try AtomicFile.write(try ONNXExport.encode(net, metadata: metadata), to: onnx)
+        print("Wrote \(onnx): \(spec), input (N, \(prep.sampleShape.map(String.init).joined(separator: ", "))), output (N, \(prep.space.width))")
+    }
+}
