@@ -24,6 +24,10 @@ public protocol GradientReducer: AnyObject {
     /// `--clip-grad-norm`: the summed gradients are scaled as torch's `clip_grad_norm_` does (over
     /// all parameters, after the sum, by the same factor on every rank) before the update.
     var clipGradNorm: Float? { get set }
+    /// The gradients the last update applied (summed over ranks, clipped), into `out` (all of
+    /// them): for TensorBoard's histograms. Valid on every rank after `publish()` until the next
+    /// backward; with node-shared memory any rank may read them, since the segments are shared.
+    func appliedGradients(into out: UnsafeMutablePointer<Float>)
 }
 
 /// torch.nn.utils.clip_grad_norm_'s factor: max_norm / (total_norm + 1e-6), at most 1.
@@ -110,6 +114,11 @@ public final class BucketAllreduce: GradientReducer {
     }
 
     /// Starts what is left and waits for every bucket.
+    /// After `finish()` every rank's gradient buffer holds the sum (clipped in place in `step`).
+    public func appliedGradients(into out: UnsafeMutablePointer<Float>) {
+        out.update(from: gradients, count: count)
+    }
+
     public func finish() throws {
         if let pendingError { throw pendingError }
         try launch(from: 0)
@@ -149,6 +158,8 @@ public final class SharedMemoryReduce: GradientReducer {
     let segments: [UnsafeMutablePointer<Float>]
     let parameters: UnsafeMutablePointer<Float>
     let slice: Range<Int>
+    /// Every rank's slice (with `--clip-grad-norm`, slice r of segment r holds the applied sum).
+    let slices: [Range<Int>]
     /// Shared windows for the optimizer's state, handed out by `allocateState`.
     private var stateWindows: [UnsafeMutablePointer<Float>]
     private let count: Int
@@ -224,6 +235,7 @@ public final class SharedMemoryReduce: GradientReducer {
         parameters = windows.shared[0]
         stateWindows = Array(windows.shared.dropFirst())
         slice = starts[comm.rank]..<starts[comm.rank + 1]
+        slices = (0..<world).map { starts[$0]..<starts[$0 + 1] }
         // Each rank zeroes its own slices of the state (first touch: the pages land near the rank that
         // updates them). Rank 0 writes the initial parameters; `Trainer` syncs after them.
         for s in stateWindows { (s + slice.lowerBound).update(repeating: 0, count: slice.count) }
@@ -256,6 +268,16 @@ public final class SharedMemoryReduce: GradientReducer {
     /// Waits until every rank has written its gradients.
     public func finish() throws {
         try comm.sharedSync(what: "shared reduce (gradients written)")
+    }
+
+    /// Without clipping, the sum of every segment; with it, each rank's slice from its own
+    /// segment, where `step` left the summed, scaled values.
+    public func appliedGradients(into out: UnsafeMutablePointer<Float>) {
+        if clipGradNorm != nil {
+            for (r, s) in slices.enumerated() { (out + s.lowerBound).update(from: segments[r] + s.lowerBound, count: s.count) }
+        } else {
+            for s in slices { sum(s.lowerBound, s.count, into: out + s.lowerBound) }
+        }
     }
 
     /// Sums this rank's slice over all segments and updates that slice of the shared parameters.

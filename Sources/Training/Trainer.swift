@@ -52,8 +52,13 @@ public final class Trainer {
     /// Optimizer steps the run will take: the schedule's length.
     public let totalSteps: Int
     public var metrics: MetricsLog?
-    /// `--tensorboard`: the same figures for TensorBoard, with weight histograms and the confusion matrix.
+    /// `--tensorboard`: the same figures for TensorBoard, with weight and gradient histograms and
+    /// the confusion matrix.
     public var board: TensorBoardWriter?
+    /// The gradients of the epoch's last step, copied for the histograms (rank 0, with --tensorboard).
+    private var appliedGradients: [Float] = []
+    /// Whether this process has taken a step (so there are gradients to show).
+    private var tookStep = false
 
     // Position in training; what a checkpoint records.
     public var step = 0
@@ -299,6 +304,12 @@ public final class Trainer {
             console.clearBar()
             console.line(String(format: "Epoch %d done: %d samples in %.2f s (%.0f samples/s)", epoch + 1,
                                 processed - epochFirstSample, epochSeconds, Double(processed - epochFirstSample) / max(epochSeconds, 1e-9)))
+            // Before the evaluation's all-reduce: no rank can start the next backward, which
+            // overwrites the gradients, until rank 0 has joined it.
+            if board != nil && tookStep {
+                appliedGradients = [Float](repeating: 0, count: model.store.count)
+                appliedGradients.withUnsafeMutableBufferPointer { reducer.appliedGradients(into: $0.baseAddress!) }
+            }
             let result = try evaluate()
             let epochNumber = epoch + 1
             if batchInEpoch >= batches {
@@ -351,6 +362,14 @@ public final class Trainer {
                 for e in store.entries {
                     board.histogram("weights/" + e.name, UnsafeBufferPointer(start: store.parameterPointer(e.offset), count: e.count), step: step)
                 }
+                if !appliedGradients.isEmpty {
+                    appliedGradients.withUnsafeBufferPointer { g in
+                        for e in store.entries {
+                            board.histogram("gradients/" + e.name, UnsafeBufferPointer(rebasing: g[e.offset..<(e.offset + e.count)]), step: step)
+                        }
+                    }
+                    appliedGradients = []
+                }
             }
             board.flush()
         }
@@ -371,6 +390,7 @@ public final class Trainer {
     @discardableResult
     public func advance() throws -> (loss: Double, globalCount: Int) {
         let result = try trainStep(batch: batchInEpoch)
+        tookStep = true
         batchInEpoch += 1
         step += 1
         return result

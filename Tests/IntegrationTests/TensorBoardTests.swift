@@ -13,7 +13,8 @@ final class TensorBoardTests: XCTestCase {
         tags = ea.Tags()
         print(json.dumps({
             'scalars': {t: [[e.step, e.value] for e in ea.Scalars(t)] for t in tags['scalars']},
-            'histograms': {t: [[e.step, e.histogram_value.num] for e in ea.Histograms(t)] for t in tags['histograms']},
+            'histograms': {t: [[e.step, e.histogram_value.num, e.histogram_value.sum, e.histogram_value.sum_squares]
+                               for e in ea.Histograms(t)] for t in tags['histograms']},
             'images': {t: [[e.step, e.width, e.height] for e in ea.Images(t)] for t in tags['images']},
         }))
         """
@@ -55,5 +56,35 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(read.histograms["weights/0.weight"]?.map { $0[0] }, [125, 250], "one per epoch")
         XCTAssertEqual(read.histograms["weights/0.weight"]?.first?[1], 784 * 32)
         XCTAssertEqual(read.images["confusion_matrix"]?.map { $0[1] }, [120, 120], "10 classes x 12 pixels, per evaluation")
+        XCTAssertEqual(read.histograms["gradients/0.weight"]?.map { $0[0] }, [125, 250], "gradient histograms per epoch")
+    }
+
+    /// The gradient histograms show the gradients the update applied, summed over ranks (and
+    /// clipped): the same at 1 rank, at 2 with the node-shared reducer and at 2 over MPI, with and
+    /// without --clip-grad-norm (whose sums the shared reducer keeps in each rank's own slice).
+    func testGradientHistogramsAreTheAppliedSum() throws {
+        guard Harness.runCommand(["python3", "-c", "import tensorboard"]).status == 0 else {
+            if ProcessInfo.processInfo.environment["DDP_REQUIRE_PYTHON"] == "1" { XCTFail("no tensorboard package") }
+            throw XCTSkip("python3 has no tensorboard package")
+        }
+        for clip in [[], ["--clip-grad-norm", "0.5"]] {
+            var sums: [[Double]] = []
+            for (np, batch, extra) in [(1, 64, [String]()), (2, 32, []), (2, 32, ["--allreduce", "mpi"])] {
+                let dir = temporaryDirectory()
+                let run = Harness.run(["--model", "mlp:32", "--max-steps", "30", "--batch-size", String(batch), "--log-every", "0",
+                                       "--tensorboard", dir] + clip + extra, np: np)
+                XCTAssertEqual(run.status, 0, run.stderr)
+                let r = Harness.runCommand(["python3", "-c", Self.reader, dir], timeout: 300)
+                let read = try JSONDecoder().decode(Read.self, from: Data(r.stdout.utf8))
+                let h = try XCTUnwrap(read.histograms["gradients/0.weight"]?.first, r.stdout)
+                sums.append([h[2], h[3]])
+            }
+            print("gradient histogram (sum, sum of squares) at np1 / np2 shared / np2 mpi \(clip): \(sums)")
+            for s in sums.dropFirst() {
+                XCTAssertEqual(s[0], sums[0][0], accuracy: 1e-4 * max(1, abs(sums[0][0])), "\(clip)")
+                XCTAssertEqual(s[1], sums[0][1], accuracy: 1e-4 * sums[0][1], "\(clip)")
+            }
+            XCTAssertGreaterThan(sums[0][1], 0)
+        }
     }
 }
