@@ -136,8 +136,16 @@ struct WeightsOptions: ParsableArguments {
     }
 }
 
+/// The ranks of this job: MPI's when a launcher started us, else local mode. Plain `srun -n N`
+/// without PMI starts N processes that each see one rank (SLURM_STEP_NUM_TASKS > 1 while MPI sees
+/// one): they would train N separate runs into the same files, so that is refused.
 func makeCommunicator(stallTimeout: Double) throws -> Communicator {
-    MPICommunicator.launchedByMPI ? try MPICommunicator(stallTimeout: stallTimeout) : LocalCommunicator()
+    let comm: Communicator = MPICommunicator.launchedByMPI ? try MPICommunicator(stallTimeout: stallTimeout) : LocalCommunicator()
+    if let tasks = ProcessInfo.processInfo.environment["SLURM_STEP_NUM_TASKS"].flatMap({ Int($0) }), tasks > 1, comm.size == 1 {
+        throw UsageError("srun started \(tasks) tasks, but MPI sees 1 rank in each: they would train \(tasks) separate runs into the same files; "
+                         + "launch with 'srun --mpi=pmix' (Open MPI with PMIx) or with mpirun inside the allocation")
+    }
+    return comm
 }
 
 struct Train: ParsableCommand {

@@ -166,4 +166,13 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(offline.stderr.contains("DDP_DATA_DIR"), "offline failure names DDP_DATA_DIR: \(offline.stderr)")
         XCTAssertEqual(offline.stderrLines.count, 1, offline.stderr)
     }
+
+    /// Plain `srun -n 2` without PMI: each task sees one rank. Simulated with Slurm's step variable
+    /// (no Slurm runs here); under `srun --mpi=pmix` MPI sees every task and nothing is refused.
+    func testSrunWithoutPMIIsRefused() {
+        assertCleanFailure(["--max-steps", "1"], mentions: "srun --mpi=pmix", status: 2,
+                           env: ["SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "0"])
+        XCTAssertEqual(Harness.run(["--max-steps", "1", "--log-every", "0"], np: 2, env: ["SLURM_STEP_NUM_TASKS": "2"]).status, 0,
+                       "two MPI ranks in a two-task step are fine")
+    }
 }
