@@ -129,10 +129,7 @@ struct WeightsOptions: ParsableArguments {
 
     /// Builds the model the file needs (`--model`, else the spec saved in it) for `task` and loads the weights.
     func load(inputShape: Shape, task: Task, recorded: Weights.Description, maxBatch: Int) throws -> (Sequential, ModelSpec) {
-        let spec = try ModelSpec(parsing: model ?? (recorded.model.isEmpty ? "mlp:512,512" : recorded.model))
-        let net = try spec.build(inputShape: inputShape, classes: task.width, maxBatch: maxBatch, seed: 0)
-        try Weights.load(net, from: weights)
-        return (net, spec)
+        try Weights.loadModel(weights, recorded: recorded, spec: model, inputShape: inputShape, outputs: task.width, maxBatch: maxBatch)
     }
 }
 
@@ -345,8 +342,7 @@ struct Evaluate: ParsableCommand {
     }
 
     func evaluate(splits: DataSplits, recorded: Weights.Description, lossKind: LossKind?) throws {
-        // A model trained with nll ends in LogSoftmax; its logits under cross-entropy give the same loss.
-        let task = try Task(space: splits.eval.space, loss: lossKind == .nll ? .crossEntropy : lossKind)
+        let task = try Task(evaluating: splits.eval.space, loss: lossKind)
         let comm = try makeCommunicator(stallTimeout: 300)
         _ = BLASEnvironment.configureThreads(override: nil, localSize: comm.localSize)
         let (net, spec) = try saved.load(inputShape: splits.eval.sampleShape, task: task, recorded: recorded, maxBatch: 1000)
@@ -355,7 +351,7 @@ struct Evaluate: ParsableCommand {
         let targets = TargetBuffer(capacity: 1000, width: task.width)
         let result = try Evaluator.evaluate(model: net, task: task, dataset: splits.eval, comm: comm, indices: indices, targets: targets)
         if comm.isRoot {
-            print("Model \(spec) from \(saved.weights); data \(splits.eval.name == "test" ? "test set" : "validation split") of \(data.dataset ?? recorded.data?.dataset ?? "?")")
+            print("Model \(spec) from \(saved.weights); data \(splits.evalName == "test" ? "test set" : "validation split") of \(data.dataset ?? recorded.data?.dataset ?? "?")")
             print(result.line(setName: splits.evalName))
             if let table = result.details(names: splits.eval.classNames) { print(table) }
         }

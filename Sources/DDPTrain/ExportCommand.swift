@@ -24,12 +24,9 @@ struct ExportCommand: ParsableCommand {
             throw ValidationError("\(weights) records no input shape (saved by an older ddp-train?); train it again with --save")
         }
         let lossKind = recorded.loss.flatMap { LossKind(name: $0) }
-        let spec = try ModelSpec(parsing: recorded.model.isEmpty ? "mlp:512,512" : recorded.model)
-        let net = try spec.build(inputShape: Shape(prep.sampleShape), classes: prep.space.width, maxBatch: 1, seed: 0,
-                                 logSoftmax: lossKind == .nll)
-        try Weights.load(net, from: weights)
-        var metadata = Weights.Description(model: recorded.model, task: recorded.task, loss: recorded.loss,
-                                           data: recorded.data, preprocessing: recorded.preprocessing).metadata
+        let (net, spec) = try Weights.loadModel(weights, recorded: recorded, inputShape: Shape(prep.sampleShape), outputs: prep.space.width,
+                                                maxBatch: 1, logSoftmax: lossKind == .nll)
+        var metadata = recorded.metadata
         metadata.removeValue(forKey: "format")
         try AtomicFile.write(try ONNXExport.encode(net, metadata: metadata), to: onnx)
         print("Wrote \(onnx): \(spec), input (N, \(prep.sampleShape.map(String.init).joined(separator: ", "))), output (N, \(prep.space.width))")

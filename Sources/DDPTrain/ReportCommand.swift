@@ -38,11 +38,9 @@ struct ReportCommand: ParsableCommand {
         _ = BLASEnvironment.configureThreads(override: nil, localSize: 1)
         let splits = try DataSplits.load(recorded.data ?? DataSource(), fitted: recorded.preprocessing)
         let lossKind = recorded.loss.flatMap { LossKind(name: $0) }
-        let task = try Task(space: splits.eval.space, loss: lossKind == .nll ? .crossEntropy : lossKind)
-        let spec = try ModelSpec(parsing: recorded.model.isEmpty ? "mlp:512,512" : recorded.model)
+        let task = try Task(evaluating: splits.eval.space, loss: lossKind)
         let batch = 1000
-        let net = try spec.build(inputShape: splits.eval.sampleShape, classes: task.width, maxBatch: batch, seed: 0)
-        try Weights.load(net, from: weights)
+        let (net, _) = try Weights.loadModel(weights, recorded: recorded, inputShape: splits.eval.sampleShape, outputs: task.width, maxBatch: batch)
         let indices = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
         defer { indices.deallocate() }
         let targets = TargetBuffer(capacity: batch, width: task.width)

@@ -71,26 +71,34 @@ enum RunConfig {
         return result
     }
 
-    /// Flags with a `--no-` form that means something (ArgumentParser's `.prefixedNo` inversions).
-    static let invertible: Set<String> = ["header", "table-cache"]
+    /// The training command's arguments as ArgumentParser describes them (names, kind, default).
+    struct Argument: Decodable {
+        struct Name: Decodable { var kind: String; var name: String }
+        var kind: String
+        var names: [Name]?
+        var defaultValue: String?
+    }
+
+    static let trainArguments: [Argument] = {
+        struct Dump: Decodable {
+            struct Command: Decodable { var arguments: [Argument]? }
+            var command: Command
+        }
+        return (try? JSONDecoder().decode(Dump.self, from: Data(Train._dumpHelp().utf8)))?.command.arguments ?? []
+    }()
+
+    /// Flags with a `--no-` form (ArgumentParser's `.prefixedNo` inversions), read from that description.
+    static let invertible: Set<String> = {
+        let names = Set(trainArguments.filter { $0.kind == "flag" }.flatMap { ($0.names ?? []).map(\.name) })
+        return names.filter { names.contains("no-" + $0) }
+    }()
 
     /// Every training flag and its value for these (expanded) arguments: the last value given, else
     /// the default ArgumentParser knows; nil where there is none.
     static func resolved(_ arguments: [String]) -> [(name: String, value: Any?)] {
-        struct Dump: Decodable {
-            struct Command: Decodable { var arguments: [Argument]? }
-            struct Argument: Decodable {
-                struct Name: Decodable { var kind: String; var name: String }
-                var kind: String
-                var names: [Name]?
-                var defaultValue: String?
-            }
-            var command: Command
-        }
-        let dump = try? JSONDecoder().decode(Dump.self, from: Data(Train._dumpHelp().utf8))
         var given: [String: Any] = [:]
         var i = arguments.first == "train" ? 1 : 0
-        let kinds = Dictionary((dump?.command.arguments ?? []).flatMap { a in (a.names ?? []).map { ($0.name, a.kind) } },
+        let kinds = Dictionary(trainArguments.flatMap { a in (a.names ?? []).map { ($0.name, a.kind) } },
                                uniquingKeysWith: { a, _ in a })
         while i < arguments.count {
             let token = arguments[i]
@@ -115,7 +123,7 @@ enum RunConfig {
         }
         var result: [(name: String, value: Any?)] = []
         var seen = Set<String>()
-        for argument in dump?.command.arguments ?? [] {
+        for argument in trainArguments {
             guard let long = argument.names?.first(where: { $0.kind == "long" })?.name else { continue }
             var name = long
             if argument.kind == "flag", name.hasPrefix("no-"), invertible.contains(String(name.dropFirst(3))) { name = String(name.dropFirst(3)) }

@@ -27,6 +27,12 @@ public enum Task {
         }
     }
 
+    /// The task for evaluating saved weights: a model trained with nll ends in LogSoftmax, whose
+    /// logits under cross-entropy give the same loss.
+    public init(evaluating space: TargetSpace, loss: LossKind?) throws {
+        try self.init(space: space, loss: loss == .nll ? .crossEntropy : loss)
+    }
+
     public var name: String { if case .classification = self { return "classification" } else { return "regression" } }
     public var lossName: String {
         switch self {

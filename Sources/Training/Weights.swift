@@ -68,6 +68,17 @@ public enum Weights {
         }
     }
 
+    /// The model a weights file holds: `spec` (else the one the file records, else the default MLP)
+    /// built for `inputShape` and `outputs`, with the file's tensors loaded. Evaluate, predict,
+    /// report and export all start here.
+    public static func loadModel(_ path: String, recorded: Description, spec override: String? = nil, inputShape: Shape,
+                                 outputs: Int, maxBatch: Int, logSoftmax: Bool = false) throws -> (Sequential, ModelSpec) {
+        let spec = try ModelSpec(parsing: override ?? (recorded.model.isEmpty ? "mlp:512,512" : recorded.model))
+        let net = try spec.build(inputShape: inputShape, classes: outputs, maxBatch: maxBatch, seed: 0, logSoftmax: logSoftmax)
+        try load(net, from: path)
+        return (net, spec)
+    }
+
     public static func save(_ model: Sequential, description: Description, to path: String) throws {
         try SafeTensors.write(sources(model.store), metadata: description.metadata, to: path)
     }
