@@ -33,6 +33,11 @@ public protocol Communicator: AnyObject {
     func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]?
     /// Makes this rank's writes to shared segments visible to the others and waits for all ranks.
     func sharedSync(what: String) throws
+    /// What `sharedSegments` gives, for the run header.
+    var sharedMemoryKind: String { get }
+    /// Root's `value` on every rank that runs in root's process (in-process ranks: one loaded
+    /// dataset for all), nil on the others, which make their own. Called by every rank.
+    func shareInProcess(_ value: Any?, what: String) throws -> Any?
 
     func finalize()
 }
@@ -76,6 +81,8 @@ public final class LocalCommunicator: Communicator {
     public func allgather(_ value: UInt64, what: String) throws -> [UInt64] { [value] }
     public func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]? { nil }
     public func sharedSync(what: String) throws {}
+    public var sharedMemoryKind: String { "none" }
+    public func shareInProcess(_ value: Any?, what: String) throws -> Any? { value }
     public func finalize() {}
 }
 

@@ -186,6 +186,11 @@ public final class MPICommunicator: Communicator {
         for w in windows { try Self.check(MPI_Win_sync(w), "MPI_Win_sync(\(what))") }
     }
 
+    public var sharedMemoryKind: String { "MPI-3 shared windows" }
+
+    /// Processes share no objects: only root keeps its own.
+    public func shareInProcess(_ value: Any?, what: String) throws -> Any? { rank == 0 ? value : nil }
+
     public func finalize() {
         for i in windows.indices {
             MPI_Win_unlock_all(windows[i])

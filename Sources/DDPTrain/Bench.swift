@@ -9,7 +9,7 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Model to train.")
     var model = "mlp:512,512"
-    @Option(help: "Samples per rank per step.")
+    @Option(help: "Samples per rank per step (local mode: per step, split over the local ranks).")
     var batchSize = 64
     @Option(help: "Timed steps.")
     var steps = 1000
@@ -31,15 +31,15 @@ struct Bench: ParsableCommand {
         c.quiet = true
         c.evalBatch = 1
         try c.validate()
-        let comm = try makeCommunicator(stallTimeout: 300)
-        _ = BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: comm.localSize)
-        let trainer = try Trainer(config: c, comm: comm)
-        let report = try Benchmark.run(trainer: trainer, steps: steps, warmup: warmup)
-        if comm.isRoot {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        try Ranks.run(parallel, config: c, stallTimeout: 300) { comm, c, _ in
+            let trainer = try Trainer(config: c, comm: comm)
+            let report = try Benchmark.run(trainer: trainer, steps: steps, warmup: warmup)
+            if comm.isRoot {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            }
+            comm.finalize()
         }
-        comm.finalize()
     }
 }

@@ -106,9 +106,12 @@ struct ParallelOptions: ParsableArguments {
     var bucketMb: Double = 25
     @Option(parsing: .unconditional, help: "OpenBLAS threads per rank (default: 1 when ranks share a node, else all cores).")
     var blasThreads: Int?
+    @Option(parsing: .unconditional, help: "Local mode: ranks run as threads of this process, each with 1/N of --batch-size and one BLAS thread (default: one per core, the most that divide --batch-size; 1 with --blas-threads).")
+    var localRanks: Int?
 
     func validate() throws {
         if let n = blasThreads, n < 1 { throw ValidationError("invalid --blas-threads \(n): must be at least 1") }
+        if let n = localRanks, n < 1 { throw ValidationError("invalid --local-ranks \(n): must be at least 1") }
     }
 
     func apply(to c: inout TrainConfig) {
@@ -133,18 +136,6 @@ struct WeightsOptions: ParsableArguments {
     }
 }
 
-/// The ranks of this job: MPI's when a launcher started us, else local mode. Plain `srun -n N`
-/// without PMI starts N processes that each see one rank (SLURM_STEP_NUM_TASKS > 1 while MPI sees
-/// one): they would train N separate runs into the same files, so that is refused.
-func makeCommunicator(stallTimeout: Double) throws -> Communicator {
-    let comm: Communicator = MPICommunicator.launchedByMPI ? try MPICommunicator(stallTimeout: stallTimeout) : LocalCommunicator()
-    if let tasks = ProcessInfo.processInfo.environment["SLURM_STEP_NUM_TASKS"].flatMap({ Int($0) }), tasks > 1, comm.size == 1 {
-        throw UsageError("srun started \(tasks) tasks, but MPI sees 1 rank in each: they would train \(tasks) separate runs into the same files; "
-                         + "launch with 'srun --mpi=pmix' (Open MPI with PMIx) or with mpirun inside the allocation")
-    }
-    return comm
-}
-
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model (the default command).")
 
@@ -158,7 +149,7 @@ struct Train: ParsableCommand {
     var epochs = 1
     @Option(parsing: .unconditional, help: "Stop after N optimizer steps.")
     var maxSteps: Int?
-    @Option(parsing: .unconditional, help: "Samples per rank per step; the global batch is this times the number of ranks.")
+    @Option(parsing: .unconditional, help: "Samples per rank per step under mpirun (the global batch is this times the ranks); in local mode, per step, split over the local ranks.")
     var batchSize = 64
     @Option(help: "sgd, adam, adamw, rmsprop, adagrad or adadelta.")
     var optimizer = "sgd"
@@ -287,9 +278,14 @@ struct Train: ParsableCommand {
             print(try RunConfig.yaml(arguments, filled: filled), terminator: "")
             return
         }
-        let comm = try makeCommunicator(stallTimeout: c.stallTimeout)
-        let blas = BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: comm.localSize)
         installStopSignalHandlers()
+        try Ranks.run(parallel, config: c, stallTimeout: c.stallTimeout) { comm, c, header in
+            try Train.train(c, comm: comm, header: header, filled: filled)
+        }
+    }
+
+    /// One rank's part of the run.
+    static func train(_ c: TrainConfig, comm: Communicator, header: [String], filled: [String: String]) throws {
         // The checkpoint folder is locked (and checked writable) before anything else is done.
         let checkpointer = try c.checkpointDir.map { try Checkpointer(directory: $0, every: c.checkpointEvery, keep: c.keep, comm: comm) }
         let trainer = try Trainer(config: c, comm: comm)
@@ -304,7 +300,7 @@ struct Train: ParsableCommand {
                 do { try RunConfig.write(arguments, filled: filled, to: path) } catch { throw TrainingError("cannot write the configuration \(path): \(error)") }
             }
         }
-        trainer.printHeader(extra: [blas])
+        trainer.printHeader(extra: header)
         if c.resume != nil {
             trainer.console.line(resumed.map { "Resumed from \($0) at step \(trainer.step) (epoch \(trainer.epoch + 1), batch \(trainer.batchInEpoch))" }
                                  ?? "No checkpoint in \(c.checkpointDir ?? "?"): starting from scratch")

@@ -249,7 +249,7 @@ public final class SharedMemoryReduce: GradientReducer {
     }
 
     public var description: String {
-        "shared memory (MPI-3 shared windows), \(comm.size) ranks on one machine, one copy of the parameters, optimizer split \(comm.size) ways, "
+        "shared memory (\(comm.sharedMemoryKind)), \(comm.size) ranks on one machine, one copy of the parameters, optimizer split \(comm.size) ways, "
             + (tuning != nil ? "stores chosen by timing" : streaming ? "streaming stores" : "cached stores")
     }
     public var sharesParameters: Bool { true }

@@ -118,7 +118,8 @@ public final class Trainer {
         // Rank 0 loads first: what it builds once (a table's cache) the others then only read.
         var loaded: DataSplits?
         try rootDecides(comm, what: "data") { loaded = try DataSplits.load(source) }
-        let data = try loaded ?? DataSplits.load(source)
+        // Ranks that are threads of rank 0's process read its copy (the data is read-only).
+        let data = try comm.shareInProcess(loaded, what: "share data") as? DataSplits ?? DataSplits.load(source)
         // A dry run evaluates one batch.
         splits = config.dryRun == true
             ? DataSplits(train: data.train, eval: try data.eval.slice(0..<min(config.evalBatch, data.eval.count), name: data.eval.name),
