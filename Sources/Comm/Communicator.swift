@@ -33,6 +33,17 @@ public protocol Communicator: AnyObject {
     func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]?
     /// Makes this rank's writes to shared segments visible to the others and waits for all ranks.
     func sharedSync(what: String) throws
+    /// The machines: how many, this rank's machine and its index there; nil when machines hold
+    /// different numbers of ranks.
+    func machines() throws -> MachineLayout?
+    /// A shared window over this machine's ranks (whether or not others run elsewhere): `counts[l]`
+    /// floats for local rank l, contiguous in local-rank order. After this, `sharedSync` is a
+    /// barrier of this machine's ranks.
+    func machineSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]
+    /// Starts an in-place sum over the ranks with this rank's local index on every machine (one per
+    /// machine); `wait` for it. `wire`: how the values travel (bf16: `count` UInt16 values, summed
+    /// in FP32 at each step of the reduction).
+    func startCrossMachineSum(_ buffer: UnsafeMutableRawPointer, count: Int, wire: GradientWire, what: String) throws -> Int
     /// What `sharedSegments` gives, for the run header.
     var sharedMemoryKind: String { get }
     /// Root's `value` on every rank that runs in root's process (in-process ranks: one loaded
@@ -40,6 +51,28 @@ public protocol Communicator: AnyObject {
     func shareInProcess(_ value: Any?, what: String) throws -> Any?
 
     func finalize()
+}
+
+/// Where the ranks run: `count` machines of `localSize` ranks each.
+public struct MachineLayout: Equatable {
+    public var count: Int
+    public var index: Int
+    public var localRank: Int
+    public var localSize: Int
+    public init(count: Int, index: Int, localRank: Int, localSize: Int) {
+        self.count = count
+        self.index = index
+        self.localRank = localRank
+        self.localSize = localSize
+    }
+}
+
+/// How gradients travel between machines (`--grad-wire`).
+public enum GradientWire: String, CaseIterable, Codable, Sendable {
+    /// 4 bytes a value: the exact sum.
+    case fp32
+    /// bfloat16, 2 bytes a value: half the bytes; each step of the reduction adds in FP32 and rounds.
+    case bf16
 }
 
 public struct CommError: Error, CustomStringConvertible {
@@ -56,6 +89,17 @@ extension Communicator {
         try broadcast(&n, count: 8, root: root, what: what + " (size)")
         if rank != root { bytes = [UInt8](repeating: 0, count: Int(n)) }
         if n > 0 { try bytes.withUnsafeMutableBytes { try broadcast($0.baseAddress!, count: Int(n), root: root, what: what) } }
+    }
+
+    /// One machine: every rank is local.
+    public func machines() throws -> MachineLayout? { MachineLayout(count: 1, index: 0, localRank: rank, localSize: size) }
+    public func machineSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>] {
+        guard let s = try sharedSegments(counts: counts) else { throw CommError("no shared memory between this machine's ranks") }
+        return s
+    }
+    /// One rank per local index: nothing to sum.
+    public func startCrossMachineSum(_ buffer: UnsafeMutableRawPointer, count: Int, wire: GradientWire, what: String) throws -> Int {
+        throw CommError("no other machines to sum with")
     }
 
     public func allreduceSum(_ values: inout [Double], what: String) throws {

@@ -141,24 +141,85 @@ public final class MPICommunicator: Communicator {
         return all
     }
 
-    // MARK: - Node-shared memory (MPI-3 shared windows)
+    // MARK: - Machines: the ranks of one machine, and the ranks of one local index across machines
 
     private var nodeComm: MPI_Comm?
+    /// The ranks with this rank's local index, one per machine (`startCrossMachineSum`).
+    private var crossComm: MPI_Comm?
+    private var layout: MachineLayout??
+
+    private func splitNode() throws {
+        if nodeComm != nil { return }
+        var node: MPI_Comm?
+        try Self.check(MPI_Comm_split_type(comm, cmpi_comm_type_shared(), 0, cmpi_info_null(), &node), "MPI_Comm_split_type")
+        nodeComm = node
+    }
+
+    /// Machines are what MPI_COMM_TYPE_SHARED splits.
+    public func machines() throws -> MachineLayout? {
+        if let layout { return layout }
+        try splitNode()
+        var localRank: Int32 = 0, localSize: Int32 = 0
+        try Self.check(MPI_Comm_rank(nodeComm, &localRank), "MPI_Comm_rank(node)")
+        try Self.check(MPI_Comm_size(nodeComm, &localSize), "MPI_Comm_size(node)")
+        let sizes = try allgather(UInt64(localSize), what: "allgather(ranks per machine)")
+        let result: MachineLayout?
+        if Set(sizes).count == 1 {
+            var cross: MPI_Comm?
+            try Self.check(MPI_Comm_split(comm, localRank, Int32(rank), &cross), "MPI_Comm_split(local index)")
+            crossComm = cross
+            // A machine's index: its place among the ranks with this local index (in world rank order).
+            var index: Int32 = 0
+            try Self.check(MPI_Comm_rank(cross, &index), "MPI_Comm_rank(cross)")
+            result = MachineLayout(count: size / Int(localSize), index: Int(index), localRank: Int(localRank), localSize: Int(localSize))
+        } else {
+            result = nil
+        }
+        layout = .some(result)
+        return result
+    }
+
+    public func machineSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>] {
+        try splitNode()
+        var nodeSize: Int32 = 0
+        try Self.check(MPI_Comm_size(nodeComm, &nodeSize), "MPI_Comm_size(node)")
+        precondition(counts.count == Int(nodeSize))
+        return try allocateShared(counts: counts, localRank: Int(try nodeRank()))
+    }
+
+    private func nodeRank() throws -> Int32 {
+        var r: Int32 = 0
+        try Self.check(MPI_Comm_rank(nodeComm, &r), "MPI_Comm_rank(node)")
+        return r
+    }
+
+    public func startCrossMachineSum(_ buffer: UnsafeMutableRawPointer, count: Int, wire: GradientWire, what: String) throws -> Int {
+        guard let crossComm else { throw CommError("startCrossMachineSum before machines()") }
+        let slot = takeSlot(what)
+        let (type, op) = wire == .bf16 ? (cmpi_bf16(), cmpi_bf16_sum()) : (cmpi_float(), cmpi_sum())
+        try Self.check(MPI_Iallreduce(cmpi_in_place(), buffer, Int32(count), type, op, crossComm, requests + slot), "MPI_Iallreduce(\(what))")
+        return slot
+    }
+
+    // MARK: - Node-shared memory (MPI-3 shared windows)
+
     /// Stands in for a zero-size segment that has no address.
     private static let emptySegment = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
     private var windows: [MPI_Win?] = []
 
     public func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]? {
         precondition(counts.count == size)
-        if nodeComm == nil {
-            var node: MPI_Comm?
-            try Self.check(MPI_Comm_split_type(comm, cmpi_comm_type_shared(), 0, cmpi_info_null(), &node), "MPI_Comm_split_type")
-            nodeComm = node
-        }
+        try splitNode()
         var nodeSize: Int32 = 0
         try Self.check(MPI_Comm_size(nodeComm, &nodeSize), "MPI_Comm_size(node)")
         // Every rank learns whether all ranks share one machine; all return nil together if not.
         guard Int(nodeSize) == size else { return nil }
+        return try allocateShared(counts: counts, localRank: rank)
+    }
+
+    /// A shared window over this machine's ranks: every local rank's segment.
+    private func allocateShared(counts: [Int], localRank: Int) throws -> [UnsafeMutablePointer<Float>] {
+        let rank = localRank
         var base: UnsafeMutableRawPointer?
         var win: MPI_Win?
         try Self.check(MPI_Win_allocate_shared(MPI_Aint(counts[rank] * 4), 4, cmpi_info_null(), nodeComm, &base, &win),
@@ -166,7 +227,7 @@ public final class MPICommunicator: Communicator {
         try Self.check(MPI_Win_lock_all(cmpi_mode_nocheck(), win), "MPI_Win_lock_all")
         windows.append(win)
         var segments: [UnsafeMutablePointer<Float>] = []
-        for r in 0..<size {
+        for r in 0..<counts.count {
             var bytes: MPI_Aint = 0
             var unit: Int32 = 0
             var pointer: UnsafeMutableRawPointer?

@@ -22,6 +22,7 @@ struct DDPTrainCommand: ParsableCommand {
 
 extension TableSchema.Task: ExpressibleByArgument {}
 extension Monitor: ExpressibleByArgument {}
+extension GradientWire: ExpressibleByArgument {}
 
 /// Where the data is and how it becomes model input; shared by train, evaluate, predict and bench.
 /// Every option is optional: train fills the gaps with the defaults, evaluate and predict with what
@@ -100,10 +101,12 @@ struct DataOptions: ParsableArguments {
 
 /// How the ranks sum gradients and how many BLAS threads each uses; shared by train and bench.
 struct ParallelOptions: ParsableArguments {
-    @Option(help: "How gradients are summed: auto (shared memory when all ranks share a machine, else MPI), mpi, or shared.")
+    @Option(help: "How gradients are summed: auto (shared memory when all ranks share a machine, else hierarchical when machines hold equal numbers of ranks, else MPI), mpi, shared or hierarchical.")
     var allreduce = "auto"
-    @Option(parsing: .unconditional, help: "Gradient all-reduce bucket size in MiB (MPI path).")
-    var bucketMb: Double = 25
+    @Option(parsing: .unconditional, help: "Bucket size in MiB for summing gradients between machines (default: 25 for mpi, 1 for hierarchical).")
+    var bucketMb: Double?
+    @Option(help: "How gradients travel between machines (hierarchical): fp32, or bf16 for half the bytes (added in FP32, rounded to bfloat16).")
+    var gradWire: GradientWire?
     @Option(parsing: .unconditional, help: "OpenBLAS threads per rank (default: 1 when ranks share a node, else all cores).")
     var blasThreads: Int?
     @Option(parsing: .unconditional, help: "Local mode: ranks run as threads of this process, each with 1/N of --batch-size and one BLAS thread (default: one per core, the most that divide --batch-size; 1 with --blas-threads).")
@@ -117,6 +120,7 @@ struct ParallelOptions: ParsableArguments {
     func apply(to c: inout TrainConfig) {
         c.allreduce = allreduce
         c.bucketMB = bucketMb
+        c.gradWire = gradWire
     }
 }
 

@@ -12,6 +12,18 @@ public enum Kernels {
         ckernels_stream_copy(dst, src, count)
     }
 
+    /// bfloat16 (round to nearest even) and back.
+    public static func toBF16(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int) {
+        ckernels_f32_to_bf16(dst, src, count)
+    }
+    public static func fromBF16(_ src: UnsafePointer<UInt16>, _ dst: UnsafeMutablePointer<Float>, count: Int) {
+        ckernels_bf16_to_f32(dst, src, count)
+    }
+
+    /// A counter shared between processes: add (publishing earlier writes) and load (seeing them).
+    public static func atomicAddRelease(_ p: UnsafeMutablePointer<Int64>, _ v: Int64) { ckernels_atomic_add_release(p, v) }
+    public static func atomicLoadAcquire(_ p: UnsafePointer<Int64>) -> Int64 { ckernels_atomic_load_acquire(p) }
+
     /// C[M,N] = alpha * op(A) * op(B) + beta * C, row-major.
     @inline(__always)
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,

@@ -13,6 +13,11 @@ public protocol GradientReducer: AnyObject {
     /// True when the ranks of a machine use one shared copy of the parameters and optimizer state.
     /// Then only one rank may write values loaded from a file, followed by `comm.sharedSync`.
     var sharesParameters: Bool { get }
+    /// Whether this rank writes values loaded from a file into the parameters and state: every rank
+    /// its own copy, or one rank per shared copy.
+    var writesLoadedState: Bool { get }
+    /// Gives every rank root's parameters (`parameters`: this rank's view of them).
+    func shareParameters(_ parameters: UnsafeMutablePointer<Float>, count: Int) throws
     /// Memory for an optimizer state buffer of `count` values, zeroed.
     func allocateState(count: Int) throws -> FloatBuffer
     func reset()
@@ -91,6 +96,10 @@ public final class BucketAllreduce: GradientReducer {
     }
 
     public var sharesParameters: Bool { false }
+    public var writesLoadedState: Bool { true }
+    public func shareParameters(_ parameters: UnsafeMutablePointer<Float>, count: Int) throws {
+        try comm.broadcast(parameters, count: count * 4, root: 0, what: "broadcast(parameters)")
+    }
     public func allocateState(count: Int) throws -> FloatBuffer { FloatBuffer(count: count) }
 
     public func reset() {
@@ -253,6 +262,12 @@ public final class SharedMemoryReduce: GradientReducer {
             + (tuning != nil ? "stores chosen by timing" : streaming ? "streaming stores" : "cached stores")
     }
     public var sharesParameters: Bool { true }
+    /// Rank 0 writes the machine's one copy.
+    public var writesLoadedState: Bool { comm.isRoot }
+    /// The one copy that rank 0 initialized: a barrier makes it visible.
+    public func shareParameters(_ parameters: UnsafeMutablePointer<Float>, count: Int) throws {
+        try comm.sharedSync(what: "shared parameters loaded")
+    }
 
     public func allocateState(count: Int) throws -> FloatBuffer {
         if count == 0 { return FloatBuffer(count: 0) }

@@ -1,3 +1,4 @@
+import Comm
 import Data
 import NN
 import Optim
@@ -33,9 +34,14 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var initWeights: String?
     public var metricsPath: String?
     public var logEvery = 10
-    public var bucketMB: Double = 25
-    /// auto: shared memory when every rank is on one machine, else MPI; or force "mpi" / "shared".
+    /// Bucket size for summing gradients between machines (nil: 25 MiB for `mpi`, 1 MiB for `hierarchical`).
+    public var bucketMB: Double?
+    /// auto: shared memory when every rank is on one machine, else hierarchical (shared memory inside
+    /// each machine, MPI between) when machines hold equal numbers of ranks, else MPI; or force one.
     public var allreduce = "auto"
+    /// How gradients travel between machines (hierarchical reduction); nil: fp32. (Optional, so
+    /// that checkpoints written before it existed still decode.)
+    public var gradWire: GradientWire?
     public var checkSync = 0
     public var shardData = false
     public var stallTimeout: Double = 300
@@ -100,10 +106,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if let a = accumulate, a < 1 { throw bad("invalid --accumulate \(a): must be at least 1") }
         if let c = clipGradNorm, !(c.isFinite && c > 0) { throw bad("invalid --clip-grad-norm \(c): must be > 0") }
         guard logEvery >= 0 else { throw bad("invalid --log-every \(logEvery): must be >= 0") }
-        guard ["auto", "mpi", "shared"].contains(allreduce) else {
-            throw bad("invalid --allreduce '\(allreduce)': expected auto, mpi or shared")
+        guard ["auto", "mpi", "shared", "hierarchical"].contains(allreduce) else {
+            throw bad("invalid --allreduce '\(allreduce)': expected auto, mpi, shared or hierarchical")
         }
-        guard bucketMB.isFinite, bucketMB > 0 else { throw bad("invalid --bucket-mb \(bucketMB): must be > 0") }
+        if let b = bucketMB, !(b.isFinite && b > 0) { throw bad("invalid --bucket-mb \(b): must be > 0") }
+        if let gradWire, gradWire != .fp32, allreduce != "auto" && allreduce != "hierarchical" {
+            throw bad("--grad-wire \(gradWire.rawValue) applies to the hierarchical reduction between machines, not --allreduce \(allreduce)")
+        }
         guard stallTimeout.isFinite, stallTimeout > 0 else { throw bad("invalid --stall-timeout \(stallTimeout): must be > 0") }
         guard checkSync >= 0 else { throw bad("invalid --check-sync \(checkSync): must be >= 0") }
         guard checkpointEvery >= 0 else { throw bad("invalid --checkpoint-every \(checkpointEvery): must be >= 0") }

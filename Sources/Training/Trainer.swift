@@ -199,17 +199,28 @@ public final class Trainer {
     /// with shared memory, one node-wide copy of the parameters (rank 0 initializes it) and each
     /// rank's gradients in its own segment; otherwise private memory on every rank.
     static func makeReducer(config: TrainConfig, comm: Communicator, model: Sequential, stateBuffers: Int) throws -> GradientReducer {
-        if comm.size > 1 && config.allreduce != "mpi",
+        let mode = config.allreduce
+        if comm.size > 1 && (mode == "auto" || mode == "shared"),
            let shared = try SharedMemoryReduce(comm: comm, count: model.store.count, stateBuffers: stateBuffers) {
             model.allocate(parameters: shared.parameterMemory, gradients: shared.gradientMemory,
                            initializeParametersWithSeed: comm.isRoot ? config.seed : nil)
             return shared
         }
-        if config.allreduce == "shared" && comm.size > 1 {
+        if mode == "shared" && comm.size > 1 {
             throw TrainingError("--allreduce shared needs every rank on one machine")
         }
+        if comm.size > 1 && (mode == "auto" || mode == "hierarchical") {
+            if let layout = try comm.machines(), layout.count > 1 || mode == "hierarchical" {
+                let h = try HierarchicalReduce(comm: comm, layout: layout, count: model.store.count, stateBuffers: stateBuffers,
+                                               bucketBytes: Int((config.bucketMB ?? 1) * 1024 * 1024), wire: config.gradWire ?? .fp32)
+                model.allocate(parameters: h.parameterMemory, gradients: h.gradientMemory,
+                               initializeParametersWithSeed: comm.isRoot ? config.seed : nil)
+                return h
+            }
+            if mode == "hierarchical" { throw TrainingError("--allreduce hierarchical needs the same number of ranks on every machine") }
+        }
         model.allocate(initializeParametersWithSeed: config.seed)
-        return BucketAllreduce(comm: comm, store: model.store, bucketBytes: Int(config.bucketMB * 1024 * 1024))
+        return BucketAllreduce(comm: comm, store: model.store, bucketBytes: Int((config.bucketMB ?? 25) * 1024 * 1024))
     }
 
     deinit {
@@ -220,11 +231,7 @@ public final class Trainer {
     /// and buffers (a broadcast: every rank has its own).
     public func broadcastParameters() throws {
         let store = model.store
-        if reducer.sharesParameters {
-            try comm.sharedSync(what: "shared parameters loaded")
-        } else {
-            try comm.broadcast(store.parameters.pointer, count: store.count * 4, root: 0, what: "broadcast(parameters)")
-        }
+        try reducer.shareParameters(store.parameters.pointer, count: store.count)
         if store.bufferCount > 0 {
             try comm.broadcast(store.buffers.pointer, count: store.bufferCount * 4, root: 0, what: "broadcast(buffers)")
         }
@@ -233,7 +240,7 @@ public final class Trainer {
     /// Whether this rank writes values loaded into the parameters and optimizer state (a checkpoint
     /// that every rank decodes): each rank its own copy, or rank 0 alone into the node-shared copy,
     /// followed by `loadedStatePublished()`.
-    public var writesLoadedState: Bool { !reducer.sharesParameters || comm.isRoot }
+    public var writesLoadedState: Bool { reducer.writesLoadedState }
 
     /// Makes rank 0's writes to the node-shared parameters and state visible to every rank.
     public func loadedStatePublished() throws {

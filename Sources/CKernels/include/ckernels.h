@@ -1,8 +1,18 @@
 // Small C kernels for what Swift cannot spell.
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 /// Copies `count` floats to `dst` with non-temporal (streaming) stores, then fences. `dst` must be
 /// 16-byte aligned. The stores invalidate the lines in every cache without first reading them for
 /// ownership: for writing memory that other cores have read and will read again after a barrier.
 void ckernels_stream_copy(float *dst, const float *src, size_t count);
+
+/// bfloat16 <-> float: round to nearest even (NaN stays NaN), and exact widening.
+void ckernels_f32_to_bf16(uint16_t *dst, const float *src, size_t count);
+void ckernels_bf16_to_f32(float *dst, const uint16_t *src, size_t count);
+
+/// Atomics on memory that processes share (a counter in an MPI shared window): an add that
+/// publishes the caller's earlier writes, and a load that sees them.
+void ckernels_atomic_add_release(int64_t *p, int64_t v);
+int64_t ckernels_atomic_load_acquire(const int64_t *p);
