@@ -28,6 +28,13 @@ if ! /usr/bin/python3 -c 'import torch, PIL, numpy' 2>/dev/null || [ ! -x /usr/b
   ${SUDO:-} apt-get update -qq
   DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends python3-torch python3-pil python3-numpy chromium >/dev/null
 fi
+# The cross-host tests build an emulated cluster (cluster/emulate): network namespaces, veth, a
+# bridge and tbf need iproute2; unshare and taskset come with util-linux.
+if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+  echo "[test] installing iproute2 (Debian)" >&2
+  ${SUDO:-} apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+fi
 export DDP_REQUIRE_PYTHON=1 DDP_REQUIRE_TORCH=1 DDP_REQUIRE_CHROMIUM=1 DDP_TRAIN_BIN="$DDP_BIN"
 
 fuzz_seconds="${DDP_FUZZ_SECONDS:-20}"
