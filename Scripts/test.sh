@@ -35,6 +35,11 @@ if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
   ${SUDO:-} apt-get update -qq
   DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
 fi
+# The Slurm test drives a real one-node Slurm (cluster/slurm-local: munged, slurmctld, slurmd).
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/pmix2/lib/libpmix.so ]; then
+  ${SUDO:-} cluster/slurm-local install
+fi
+export DDP_REQUIRE_SLURM=1
 export DDP_REQUIRE_PYTHON=1 DDP_REQUIRE_TORCH=1 DDP_REQUIRE_CHROMIUM=1 DDP_TRAIN_BIN="$DDP_BIN"
 
 fuzz_seconds="${DDP_FUZZ_SECONDS:-20}"
