@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints one JSON line per configuration (local mode, then mpirun at each of $RANKS, default
-# "1 2 4"), MLP 784-512-512-10 at per-rank batch 64, then a table: samples/s, efficiency against
+# "1 2 4"), MLP 784-512-512-10 at per-rank batch 64 (local mode: 64 per core), then a table: samples/s, efficiency against
 # the sgemm bound, and weak-scaling efficiency (samples/s over N times the 1-rank figure).
 # Extra arguments go to every `ddp-train bench`.
 #
@@ -24,7 +24,9 @@ run() {
   echo "$line"
   lines+=("$1 $line")
 }
-[ "${DDP_BENCH_LOCAL:-1}" = 1 ] && run ddp-train bench --batch-size 64 "$@"
+# Local mode runs one rank thread per core, each with --batch-size / cores: 64 each, like the ranks below.
+cores=$(nproc)
+[ "${DDP_BENCH_LOCAL:-1}" = 1 ] && run ddp-train bench --batch-size $((64 * cores)) "$@"
 for np in ${RANKS:-1 2 4}; do
   run "${mpi[@]}" -np "$np" ddp-train bench --batch-size 64 "$@"
 done
