@@ -57,16 +57,21 @@ final class LocalModeTests: XCTestCase {
     /// bitwise where an uninterrupted one does.
     func testLocalRanksStopAndResumeBitwise() throws {
         let dir = temporaryDirectory()
-        let common = ["--dataset", "synthetic:20000", "--model", "mlp:256,256", "--epochs", "2", "--batch-size", "64", "--local-ranks", "2",
+        // 20 epochs (6,250 steps) outlast the signal at 2 s; the comparison then runs to 50 steps past the stop.
+        let common = ["--dataset", "synthetic:20000", "--model", "mlp:256,256", "--epochs", "20", "--batch-size", "64", "--local-ranks", "2",
                       "--optimizer", "adam", "--log-every", "0"]
-        let full = Harness.run(common + ["--save", dir + "/full.safetensors"])
-        XCTAssertEqual(full.status, 0, full.stderr)
-        let stopped = Harness.run(common + ["--checkpoint-dir", dir + "/ck", "--save", dir + "/resumed.safetensors"], terminateAfter: 1.5)
+        let stopped = Harness.run(common + ["--checkpoint-dir", dir + "/ck"], terminateAfter: 2)
         XCTAssertEqual(stopped.status, 75, stopped.stderr + stopped.stdout)
-        XCTAssertTrue(stopped.stdout.contains("Stopped by signal at step"), stopped.stdout)
-        let resumed = Harness.run(common + ["--checkpoint-dir", dir + "/ck", "--resume", "--save", dir + "/resumed.safetensors"])
+        guard let line = stopped.stdout.split(separator: "\n").first(where: { $0.hasPrefix("Stopped by signal at step ") }),
+              let stop = Int(line.dropFirst("Stopped by signal at step ".count).prefix { $0.isNumber }) else {
+            return XCTFail("no stop line: \(stopped.stdout)")
+        }
+        let end = ["--max-steps", String(stop + 50)]
+        let resumed = Harness.run(common + end + ["--checkpoint-dir", dir + "/ck", "--resume", "--save", dir + "/resumed.safetensors"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("Resumed from"), resumed.stdout)
+        let full = Harness.run(common + end + ["--save", dir + "/full.safetensors"])
+        XCTAssertEqual(full.status, 0, full.stderr)
         XCTAssertEqual(Harness.maxAbsDifference(try Harness.weights(dir + "/full.safetensors"), try Harness.weights(dir + "/resumed.safetensors")), 0)
     }
 }

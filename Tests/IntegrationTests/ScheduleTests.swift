@@ -97,8 +97,9 @@ final class ScheduleTests: XCTestCase {
         let dir = temporaryDirectory()
         let args = ["--dataset", "synthetic:2000", "--model", "mlp:64:dropout=0.2", "--log-every", "0", "--lr", "0.05",
                     "--momentum", "0.9", "--max-steps", "60", "--epochs", "3"]
-        ok(Harness.run(args + ["--batch-size", "64", "--save", dir + "/big.safetensors"]))
-        let r = Harness.run(args + ["--batch-size", "16", "--accumulate", "4", "--save", dir + "/acc.safetensors"])
+        // One rank in one thread (local mode's rank threads are tested against mpirun elsewhere).
+        ok(Harness.run(args + ["--batch-size", "64", "--local-ranks", "1", "--save", dir + "/big.safetensors"]))
+        let r = Harness.run(args + ["--batch-size", "16", "--accumulate", "4", "--local-ranks", "1", "--save", dir + "/acc.safetensors"])
         ok(r)
         XCTAssertTrue(r.stdout.contains("per-rank batch 16 x 4 micro-batches per step, global batch 64"), r.stdout)
         ok(Harness.run(args + ["--batch-size", "8", "--accumulate", "4", "--save", dir + "/shared.safetensors"], np: 2))
