@@ -160,6 +160,9 @@ public final class HierarchicalReduce: GradientReducer {
             let s = slices[launched][layout.localRank]
             if !s.isEmpty {
                 sumOverMachine(s)
+            }
+            // One machine (--allreduce hierarchical on one): the machine's sum is the sum.
+            if !s.isEmpty && layout.count > 1 {
                 if wire == .bf16 {
                     let w = wireBuffer + wireOffsets[launched]
                     Kernels.toBF16(own + s.lowerBound, w, count: s.count)
@@ -211,7 +214,7 @@ public final class HierarchicalReduce: GradientReducer {
         ready(from: 0)
         if let pendingError { throw pendingError }
         try launch(waiting: true)
-        for b in 0..<buckets.count where !slices[b][layout.localRank].isEmpty {
+        for b in 0..<buckets.count where !slices[b][layout.localRank].isEmpty && layout.count > 1 {
             try comm.wait(requests[b])
             if wire == .bf16 {
                 let s = slices[b][layout.localRank]

@@ -194,7 +194,8 @@ public final class Trainer {
         try rootDecides(comm, what: "tensorboard") { board = try TensorBoardWriter(directory: dir) }
     }
 
-    /// `--allreduce auto` takes shared memory when all ranks share a machine, else MPI buckets. The
+    /// `--allreduce auto` takes shared memory when all ranks share a machine, else the hierarchical
+    /// reduction when every machine runs as many ranks, else MPI buckets. The
     /// reducer decides where the parameters and gradients live, and the model is allocated there:
     /// with shared memory, one node-wide copy of the parameters (rank 0 initializes it) and each
     /// rank's gradients in its own segment; otherwise private memory on every rank.

@@ -43,6 +43,20 @@ final class LocalModeTests: XCTestCase {
         assertCleanFailure(["--dataset", "synthetic:600", "--local-ranks", "2"], mentions: "--local-ranks 2 is for local mode", status: 2, np: 2)
     }
 
+    /// The hierarchical reducer on one machine (its cross-machine step skipped) sums and updates
+    /// exactly as the shared-memory reducer: the same bits, with Adam and clipping.
+    func testHierarchicalOnOneMachineEqualsShared() throws {
+        let dir = temporaryDirectory()
+        let args = ["--dataset", "synthetic:2000", "--model", "mlp:64,32", "--max-steps", "20", "--optimizer", "adam", "--clip-grad-norm", "0.5",
+                    "--batch-size", "64", "--local-ranks", "2", "--log-every", "0"]
+        let shared = Harness.run(args + ["--save", dir + "/shared.safetensors"])
+        XCTAssertEqual(shared.status, 0, shared.stderr)
+        let h = Harness.run(args + ["--allreduce", "hierarchical", "--save", dir + "/h.safetensors"])
+        XCTAssertEqual(h.status, 0, h.stderr)
+        XCTAssertTrue(h.stdout.contains("Gradients: hierarchical: shared memory (one process's memory) inside each of 1 machines of 2 ranks"), h.stdout)
+        XCTAssertEqual(Harness.maxAbsDifference(try Harness.weights(dir + "/shared.safetensors"), try Harness.weights(dir + "/h.safetensors")), 0)
+    }
+
     /// A rank thread that hangs is caught by the watchdog, as an MPI rank is.
     func testStalledLocalRankTriggersWatchdog() {
         let r = Harness.run(["--dataset", "synthetic:5000", "--model", "mlp:32", "--epochs", "5", "--log-every", "0", "--stall-timeout", "2",
