@@ -78,14 +78,7 @@ public final class BucketAllreduce: GradientReducer {
         parameters = store.parameters.pointer
         gradients = store.gradients.pointer
         count = store.count
-        let per = max(1024, bucketBytes / 4)
-        var b: [Range<Int>] = []
-        var end = count
-        while end > 0 {
-            let start = max(0, end - per)
-            b.append(start..<end)
-            end = start
-        }
+        let b = backwardBuckets(count: count, per: max(1024, bucketBytes / 4))
         buckets = b
         requests = [Int](repeating: 0, count: b.count)
         labels = (0..<b.count).map { "allreduce(gradient bucket \($0 + 1)/\(b.count))" }
@@ -145,6 +138,39 @@ public final class BucketAllreduce: GradientReducer {
     }
 
     public func publish() throws {}
+}
+
+/// `out[0..<n]` = values `start ..< start + n` summed over every segment, in segment (rank) order.
+/// `out` may be one of the segments at `start`: each value is read before it is written.
+@inline(__always)
+func sumSegments(_ segments: [UnsafeMutablePointer<Float>], _ start: Int, _ n: Int, into out: UnsafeMutablePointer<Float>) {
+    let w = segments.count
+    var i = 0
+    while i + 16 <= n {
+        var s = load16(segments[0], start + i)
+        for q in 1..<w { s += load16(segments[q], start + i) }
+        store16(s, out, i)
+        i += 16
+    }
+    while i < n {
+        var s = segments[0][start + i]
+        for q in 1..<w { s += segments[q][start + i] }
+        out[i] = s
+        i += 1
+    }
+}
+
+/// `count` values cut into buckets of `per` from the end of the buffer to the start: the order in
+/// which backward produces them (layers reserve parameters in forward order).
+func backwardBuckets(count: Int, per: Int) -> [Range<Int>] {
+    var b: [Range<Int>] = []
+    var end = count
+    while end > 0 {
+        let start = max(0, end - per)
+        b.append(start..<end)
+        end = start
+    }
+    return b
 }
 
 /// The first 64-byte boundary at or after `p` (at most 15 floats on).
@@ -346,24 +372,9 @@ public final class SharedMemoryReduce: GradientReducer {
         }
     }
 
-    /// `out[0..<n]` = values `start ..< start + n` summed over every rank's segment, in rank order.
-    /// `out` may be this rank's own segment at `start`: each value is read before it is written.
     @inline(__always)
     private func sum(_ start: Int, _ n: Int, into out: UnsafeMutablePointer<Float>) {
-        let w = segments.count
-        var i = 0
-        while i + 16 <= n {
-            var s = load16(segments[0], start + i)
-            for q in 1..<w { s += load16(segments[q], start + i) }
-            store16(s, out, i)
-            i += 16
-        }
-        while i < n {
-            var s = segments[0][start + i]
-            for q in 1..<w { s += segments[q][start + i] }
-            out[i] = s
-            i += 1
-        }
+        sumSegments(segments, start, n, into: out)
     }
 
     /// Times `SharedMemoryReduce.tuningSteps` steps with each kind of store, alternating, after a few

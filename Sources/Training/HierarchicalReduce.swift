@@ -56,14 +56,7 @@ public final class HierarchicalReduce: GradientReducer {
         self.count = count
         let L = layout.localSize, me = layout.localRank
         // Buckets from the end, as backward produces them; slices on 16-float lines.
-        let per = max(1024 * L, bucketBytes / 4)
-        var b: [Range<Int>] = []
-        var end = count
-        while end > 0 {
-            let start = max(0, end - per)
-            b.append(start..<end)
-            end = start
-        }
+        let b = backwardBuckets(count: count, per: max(1024 * L, bucketBytes / 4))
         buckets = b
         slices = b.map { r in
             let cuts = (0...L).map { l in l == L ? r.upperBound : min(r.upperBound, r.lowerBound + (r.count * l / L) / 16 * 16) }
@@ -193,21 +186,7 @@ public final class HierarchicalReduce: GradientReducer {
     /// `own[s]` = slice `s` summed over the machine's segments, in local-rank order. Only this rank
     /// reads slice `s` of any segment, so the sum may land in its own.
     private func sumOverMachine(_ s: Range<Int>) {
-        let n = segments.count
-        if n == 1 { return }
-        var i = s.lowerBound
-        while i + 16 <= s.upperBound {
-            var v = load16(segments[0], i)
-            for q in 1..<n { v += load16(segments[q], i) }
-            store16(v, own, i)
-            i += 16
-        }
-        while i < s.upperBound {
-            var v = segments[0][i]
-            for q in 1..<n { v += segments[q][i] }
-            own[i] = v
-            i += 1
-        }
+        if segments.count > 1 { sumSegments(segments, s.lowerBound, s.count, into: own + s.lowerBound) }
     }
 
     public func finish() throws {
