@@ -211,8 +211,9 @@ final class ThreadWorld: @unchecked Sendable {
     private func stalled(rank: Int, what: String, step: Int, waited: Double) -> Never {
         fputs("ddp-train: watchdog: rank \(rank) waited \(Int(waited)) s (--stall-timeout \(stallTimeout)) in '\(what)' at step \(step); "
               + "another rank is stalled; ending the process\n", stderr)
-        fflush(stderr)
-        exit(1)
+        // The other threads still run: end the process without running exit handlers under them.
+        fflush(nil)
+        _exit(1)
     }
 }
 
