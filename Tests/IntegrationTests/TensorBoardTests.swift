@@ -60,8 +60,9 @@ final class TensorBoardTests: XCTestCase {
     }
 
     /// The gradient histograms show the gradients the update applied, summed over ranks (and
-    /// clipped): the same at 1 rank, at 2 with the node-shared reducer and at 2 over MPI, with and
-    /// without --clip-grad-norm (whose sums the shared reducer keeps in each rank's own slice).
+    /// clipped): the same at 1 rank, at 2 with the node-shared reducer, at 2 over MPI and at 2 with
+    /// the hierarchical reducer (each bucket's slices in their ranks' segments), with and without
+    /// --clip-grad-norm (whose sums the shared reducer keeps in each rank's own slice).
     func testGradientHistogramsAreTheAppliedSum() throws {
         guard Harness.runCommand(["python3", "-c", "import tensorboard"]).status == 0 else {
             if ProcessInfo.processInfo.environment["DDP_REQUIRE_PYTHON"] == "1" { XCTFail("no tensorboard package") }
@@ -69,7 +70,7 @@ final class TensorBoardTests: XCTestCase {
         }
         for clip in [[], ["--clip-grad-norm", "0.5"]] {
             var sums: [[Double]] = []
-            for (np, batch, extra) in [(1, 64, [String]()), (2, 32, []), (2, 32, ["--allreduce", "mpi"])] {
+            for (np, batch, extra) in [(1, 64, [String]()), (2, 32, []), (2, 32, ["--allreduce", "mpi"]), (2, 32, ["--allreduce", "hierarchical"])] {
                 let dir = temporaryDirectory()
                 let run = Harness.run(["--model", "mlp:32", "--max-steps", "30", "--batch-size", String(batch), "--log-every", "0",
                                        "--tensorboard", dir] + clip + extra, np: np)
@@ -79,7 +80,7 @@ final class TensorBoardTests: XCTestCase {
                 let h = try XCTUnwrap(read.histograms["gradients/0.weight"]?.first, r.stdout)
                 sums.append([h[2], h[3]])
             }
-            print("gradient histogram (sum, sum of squares) at np1 / np2 shared / np2 mpi \(clip): \(sums)")
+            print("gradient histogram (sum, sum of squares) at np1 / np2 shared / np2 mpi / np2 hierarchical \(clip): \(sums)")
             for s in sums.dropFirst() {
                 XCTAssertEqual(s[0], sums[0][0], accuracy: 1e-4 * max(1, abs(sums[0][0])), "\(clip)")
                 XCTAssertEqual(s[1], sums[0][1], accuracy: 1e-4 * sums[0][1], "\(clip)")
