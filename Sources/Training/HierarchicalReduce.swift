@@ -12,8 +12,9 @@ import Optim
 ///   each bucket into L slices, one per local rank. When every rank of the machine has produced a
 ///   bucket (a shared counter per bucket says so), local rank l adds up slice l over the machine's
 ///   segments and starts an all-reduce of that slice with the ranks of index l on the other
-///   machines: L all-reduces at once, each 1/L of the bytes, while backward goes on. Each machine
-///   thus sends 2(H-1)/H of the gradient bytes, whatever L is.
+///   machines (`Communicator.startCrossMachineSum`: between two machines one exchange): L
+///   all-reduces at once, each 1/L of the bytes, while backward goes on. Each machine thus sends
+///   2(H-1)/H of the gradient bytes, whatever L is.
 /// - Rank l then holds the global sum of its slices, updates those slices of the machine's shared
 ///   parameters, and a machine barrier publishes them.
 ///
