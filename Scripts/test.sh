@@ -42,11 +42,6 @@ fi
 export DDP_REQUIRE_SLURM=1
 export DDP_REQUIRE_PYTHON=1 DDP_REQUIRE_TORCH=1 DDP_REQUIRE_CHROMIUM=1 DDP_TRAIN_BIN="$DDP_BIN"
 
-# Every test's files (checkpoints, weights, captured output) go under one folder, removed at the end:
-# repeated runs on one machine do not pile up in /tmp.
-export TMPDIR=$(mktemp -d /tmp/ddp-test.XXXXXX)
-trap 'rm -rf "$TMPDIR"' EXIT
-
 fuzz_seconds="${DDP_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" -gt 0 ]; then
   echo "[test] fuzzing the IDX, safetensors, checkpoint, image and CSV readers for ${fuzz_seconds}s each" >&2
