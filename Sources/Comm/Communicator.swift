@@ -42,8 +42,10 @@ public protocol Communicator: AnyObject {
     func machineSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]
     /// Starts an in-place sum over the ranks with this rank's local index on every machine (one per
     /// machine); `wait` for it. `wire`: how the values travel (bf16: `count` UInt16 values, summed
-    /// in FP32 at each step of the reduction).
-    func startCrossMachineSum(_ buffer: UnsafeMutableRawPointer, count: Int, wire: GradientWire, what: String) throws -> Int
+    /// in FP32 at each step of the reduction). `scratch`: room for `count` values of the wire that
+    /// the sum may use until `wait` (the caller's, allocated once).
+    func startCrossMachineSum(_ buffer: UnsafeMutableRawPointer, count: Int, wire: GradientWire, scratch: UnsafeMutableRawPointer,
+                              what: String) throws -> Int
     /// What `sharedSegments` gives, for the run header.
     var sharedMemoryKind: String { get }
     /// Root's `value` on every rank that runs in root's process (in-process ranks: one loaded
@@ -98,7 +100,8 @@ extension Communicator {
         return s
     }
     /// One rank per local index: nothing to sum.
-    public func startCrossMachineSum(_ buffer: UnsafeMutableRawPointer, count: Int, wire: GradientWire, what: String) throws -> Int {
+    public func startCrossMachineSum(_ buffer: UnsafeMutableRawPointer, count: Int, wire: GradientWire, scratch: UnsafeMutableRawPointer,
+                                     what: String) throws -> Int {
         throw CommError("no other machines to sum with")
     }
 

@@ -78,7 +78,7 @@ public final class MPICommunicator: Communicator {
         if let e = exchanges[slot] {
             exchanges[slot] = nil
             try waitRequest(e.sendSlot)
-            combine(e, received: exchangeScratch[slot]!)
+            combine(e)
         }
     }
 
@@ -207,21 +207,16 @@ public final class MPICommunicator: Communicator {
     /// calls (measured on 2 emulated hosts: the exposed wait fell from 2.1-3.7 ms to 0.9-1.4 ms).
     /// The sum of two values is the same in either order, so both machines hold the same bits.
     /// More machines: `MPI_Iallreduce` (a ring for large buffers: 2(H-1)/H of the bytes).
-    public func startCrossMachineSum(_ buffer: UnsafeMutableRawPointer, count: Int, wire: GradientWire, what: String) throws -> Int {
+    public func startCrossMachineSum(_ buffer: UnsafeMutableRawPointer, count: Int, wire: GradientWire, scratch: UnsafeMutableRawPointer,
+                                     what: String) throws -> Int {
         guard let crossComm, let layout = layout ?? nil else { throw CommError("startCrossMachineSum before machines()") }
         let (type, op) = wire == .bf16 ? (cmpi_bf16(), cmpi_bf16_sum()) : (cmpi_float(), cmpi_sum())
         if layout.count == 2 {
             let receive = takeSlot(what), send = takeSlot(what)
-            let bytes = count * (wire == .bf16 ? 2 : 4)
-            if exchangeCapacity[receive] < bytes {
-                exchangeScratch[receive]?.deallocate()
-                exchangeScratch[receive] = .allocate(byteCount: bytes, alignment: 64)
-                exchangeCapacity[receive] = bytes
-            }
             let peer = Int32(1 - layout.index)
-            try Self.check(MPI_Irecv(exchangeScratch[receive], Int32(count), type, peer, 7, crossComm, requests + receive), "MPI_Irecv(\(what))")
+            try Self.check(MPI_Irecv(scratch, Int32(count), type, peer, 7, crossComm, requests + receive), "MPI_Irecv(\(what))")
             try Self.check(MPI_Isend(buffer, Int32(count), type, peer, 7, crossComm, requests + send), "MPI_Isend(\(what))")
-            exchanges[receive] = Exchange(buffer: buffer, count: count, wire: wire, sendSlot: send)
+            exchanges[receive] = Exchange(buffer: buffer, received: scratch, count: count, wire: wire, sendSlot: send)
             return receive
         }
         let slot = takeSlot(what)
@@ -232,17 +227,16 @@ public final class MPICommunicator: Communicator {
     /// A two-machine exchange in flight: where the sum goes, and the send's request.
     private struct Exchange {
         let buffer: UnsafeMutableRawPointer
+        let received: UnsafeMutableRawPointer
         let count: Int
         let wire: GradientWire
         let sendSlot: Int
     }
     private var exchanges = [Exchange?](repeating: nil, count: MPICommunicator.slots)
-    /// The other machine's values, per request slot (grown to the largest bucket, then reused).
-    private var exchangeScratch = [UnsafeMutableRawPointer?](repeating: nil, count: MPICommunicator.slots)
-    private var exchangeCapacity = [Int](repeating: 0, count: MPICommunicator.slots)
 
     /// buffer += received, in FP32 (bf16: widened, added, rounded to nearest even, as the MPI op does).
-    private func combine(_ e: Exchange, received: UnsafeMutableRawPointer) {
+    private func combine(_ e: Exchange) {
+        let received = e.received
         if e.wire == .bf16 {
             let a = e.buffer.assumingMemoryBound(to: UInt16.self), b = received.assumingMemoryBound(to: UInt16.self)
             for i in 0..<e.count { a[i] = cmpi_f32_to_bf16(cmpi_bf16_to_f32(a[i]) + cmpi_bf16_to_f32(b[i])) }

@@ -317,7 +317,7 @@ public final class SharedMemoryReduce: GradientReducer {
         if clipGradNorm != nil {
             for (r, s) in slices.enumerated() { (out + s.lowerBound).update(from: segments[r] + s.lowerBound, count: s.count) }
         } else {
-            for s in slices { sum(s.lowerBound, s.count, into: out + s.lowerBound) }
+            for s in slices { sumSegments(segments, s.lowerBound, s.count, into: out + s.lowerBound) }
         }
     }
 
@@ -332,7 +332,7 @@ public final class SharedMemoryReduce: GradientReducer {
             let own = segments[comm.rank]
             normPart.pointee = 0
             forEachChunk { start, n in
-                sum(start, n, into: own + start)
+                sumSegments(segments, start, n, into: own + start)
                 normPart.pointee += sumOfSquares(own + start, n)
             }
             try comm.allreduceSum(normPart, count: 1, what: "allreduce(gradient norm)")
@@ -345,7 +345,7 @@ public final class SharedMemoryReduce: GradientReducer {
                 if scale < 1 { for i in 0..<n { g[i] *= scale } }
             } else {
                 g = chunk.pointer
-                sum(start, n, into: g)
+                sumSegments(segments, start, n, into: g)
             }
             if streaming {
                 // Update a private copy of the chunk, then stream it out.
@@ -370,11 +370,6 @@ public final class SharedMemoryReduce: GradientReducer {
             body(start, n)
             start += n
         }
-    }
-
-    @inline(__always)
-    private func sum(_ start: Int, _ n: Int, into out: UnsafeMutablePointer<Float>) {
-        sumSegments(segments, start, n, into: out)
     }
 
     /// Times `SharedMemoryReduce.tuningSteps` steps with each kind of store, alternating, after a few

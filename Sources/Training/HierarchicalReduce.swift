@@ -44,6 +44,8 @@ public final class HierarchicalReduce: GradientReducer {
     /// bf16: this rank's slices on the wire, bucket after bucket.
     private let wireBuffer: UnsafeMutablePointer<UInt16>
     private let wireOffsets: [Int]
+    /// Room for the other machine's slices while a sum is in flight (fp32-sized, so either wire fits).
+    private let receiveBuffer: UnsafeMutablePointer<Float>
     private var stateWindows: [UnsafeMutablePointer<Float>]
     public var clipGradNorm: Float?
     private let normPart = UnsafeMutablePointer<Double>.allocate(capacity: 1)
@@ -73,6 +75,7 @@ public final class HierarchicalReduce: GradientReducer {
         }
         wireOffsets = offsets
         wireBuffer = .allocate(capacity: max(1, total))
+        receiveBuffer = .allocate(capacity: max(1, total))
         // The machine's windows: gradient segments, the parameters, the optimizer state, the counters.
         let segs = try comm.machineSegments(counts: [Int](repeating: count + 16, count: L))
         segments = segs.map(alignedToCacheLine)
@@ -94,6 +97,7 @@ public final class HierarchicalReduce: GradientReducer {
 
     deinit {
         wireBuffer.deallocate()
+        receiveBuffer.deallocate()
         normPart.deallocate()
     }
 
@@ -160,9 +164,11 @@ public final class HierarchicalReduce: GradientReducer {
                 if wire == .bf16 {
                     let w = wireBuffer + wireOffsets[launched]
                     Kernels.toBF16(own + s.lowerBound, w, count: s.count)
-                    requests[launched] = try comm.startCrossMachineSum(UnsafeMutableRawPointer(w), count: s.count, wire: .bf16, what: labels[launched])
+                    requests[launched] = try comm.startCrossMachineSum(UnsafeMutableRawPointer(w), count: s.count, wire: .bf16,
+                                                                       scratch: UnsafeMutableRawPointer(receiveBuffer + wireOffsets[launched]), what: labels[launched])
                 } else {
-                    requests[launched] = try comm.startCrossMachineSum(UnsafeMutableRawPointer(own + s.lowerBound), count: s.count, wire: .fp32, what: labels[launched])
+                    requests[launched] = try comm.startCrossMachineSum(UnsafeMutableRawPointer(own + s.lowerBound), count: s.count, wire: .fp32,
+                                                                       scratch: UnsafeMutableRawPointer(receiveBuffer + wireOffsets[launched]), what: labels[launched])
                 }
             }
             launched += 1
