@@ -10,10 +10,15 @@ func sharedMNIST() -> String {
     return root.deletingLastPathComponent().appendingPathComponent("shared/data/mnist-10k").path
 }
 
-func temporaryDirectory() -> String {
-    let dir = NSTemporaryDirectory() + "ddp-test-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
+extension XCTestCase {
+    /// A fresh folder for this test's files, removed when the test ends (repeated runs would
+    /// otherwise fill the disk).
+    func temporaryDirectory() -> String {
+        let dir = NSTemporaryDirectory() + "ddp-test-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
 }
 
 final class IDXTests: XCTestCase {

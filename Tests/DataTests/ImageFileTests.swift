@@ -177,7 +177,7 @@ final class ImageFileTests: XCTestCase {
     /// decodes, in the file's own channels and converted to gray.
     func testDecodeMatchesPIL() throws {
         try requirePIL()
-        let dir = try temporaryDirectory()
+        let dir = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: dir) }
         let script = """
             import sys
@@ -286,7 +286,7 @@ final class ImageFileTests: XCTestCase {
 
     /// PIL's `Image.resize((width, height), Image.BILINEAR)` of `image`, as planes.
     func pilResize(_ image: DecodedImage, width: Int, height: Int) throws -> [UInt8] {
-        let dir = try temporaryDirectory()
+        let dir = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: dir) }
         let input = dir.appendingPathComponent("in"), output = dir.appendingPathComponent("out")
         let n = image.width * image.height
@@ -307,11 +307,7 @@ final class ImageFileTests: XCTestCase {
         return (0..<m * image.channels).map { out[($0 % m) * image.channels + $0 / m] }
     }
 
-    func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("imagefile-\(getpid())-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }
+    func temporaryFolder() -> URL { URL(fileURLWithPath: temporaryDirectory()) }
 
     @discardableResult
     func runPython(_ arguments: [String]) throws -> Int32 {

@@ -63,7 +63,10 @@ enum Harness {
         environment["DDP_DATA_DIR"] = mnist
         for (k, v) in env { environment[k] = v }
         process.environment = environment
-        let outFile = temporaryDirectory() + "/out", errFile = outFile + ".err"
+        let outDir = NSTemporaryDirectory() + "ddp-it-out-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: outDir) }
+        let outFile = outDir + "/out", errFile = outFile + ".err"
         FileManager.default.createFile(atPath: outFile, contents: nil)
         FileManager.default.createFile(atPath: errFile, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: outFile)
@@ -120,10 +123,15 @@ enum Harness {
     }
 }
 
-func temporaryDirectory() -> String {
-    let dir = NSTemporaryDirectory() + "ddp-it-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
+extension XCTestCase {
+    /// A fresh folder for this test's files, removed when the test ends (repeated runs would
+    /// otherwise fill the disk).
+    func temporaryDirectory() -> String {
+        let dir = NSTemporaryDirectory() + "ddp-it-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
 }
 
 extension XCTestCase {

@@ -63,9 +63,17 @@ final class SlurmTests: XCTestCase {
 
         // Stop it as soon as it has written its first checkpoint (step 20): the stop reaches the ranks
         // some hundred steps later at most, well before step 1,250.
-        let started = waitFor(jobTimeout, every: 0.05) { FileManager.default.fileExists(atPath: Harness.checkpoint(ck, step: 20)) }
-        XCTAssertTrue(started, "no checkpoint at step 20 within \(jobTimeout) s: \(state(job))\n\(read(output))")
-        XCTAssertEqual(state(job).state, "RUNNING", "still running when stopped: \(read(output))")
+        // (A job that ends first, say because its job step failed to launch, ends the wait.)
+        var polls = 0
+        let started = waitFor(jobTimeout, every: 0.05) {
+            polls += 1
+            if polls % 20 == 0, state(job).finished { return true }
+            return FileManager.default.fileExists(atPath: Harness.checkpoint(ck, step: 20))
+        }
+        guard started, FileManager.default.fileExists(atPath: Harness.checkpoint(ck, step: 20)) else {
+            return XCTFail("no checkpoint at step 20 (within \(jobTimeout) s): \(state(job))\n\(read(output))\(slurmdErrors())")
+        }
+        XCTAssertEqual(state(job).state, "RUNNING", "still running when stopped: \(read(output))\(slurmdErrors())")
         let signal = Harness.runCommand(["scancel", "--signal=TERM", "--batch", job], timeout: 30)
         XCTAssertEqual(signal.status, 0, signal.stderr)
 
@@ -73,7 +81,7 @@ final class SlurmTests: XCTestCase {
         let final = state(job)
         let out = read(output)
         XCTAssertTrue(finished, "job \(job) not finished within \(jobTimeout) s: \(final)\n\(out)")
-        XCTAssertEqual(final.state, "COMPLETED", out)
+        XCTAssertEqual(final.state, "COMPLETED", out + slurmdErrors())
         XCTAssertEqual(final.exitCode, "0:0", out)
         XCTAssertEqual(final.restarts, 1, "requeued once: \(final)")
 
@@ -109,7 +117,7 @@ final class SlurmTests: XCTestCase {
         let r = Harness.runCommand(["srun", "--mpi=none", "--nodes=1", "--ntasks=2", "--time=2", "--chdir=" + dir,
                                     "--output=" + dir + "/task-%t.out", "--error=" + dir + "/task-%t.err", Harness.binary] + args,
                                    timeout: Int(jobTimeout))
-        XCTAssertEqual(r.status, 2, "srun passes the tasks' status on: \(r.stderr)")
+        XCTAssertEqual(r.status, 2, "srun passes the tasks' status on: \(r.stderr)\(slurmdErrors())")
         for task in 0..<2 {
             let taskResult = Harness.Result(status: r.status, stdout: read(dir + "/task-\(task).out"), stderr: read(dir + "/task-\(task).err"), seconds: r.seconds)
             assertCleanFailure(taskResult, args: ["srun -n 2 task \(task)"] + args, mentions: "launch with 'srun --mpi=pmix'", status: 2)
@@ -176,4 +184,11 @@ final class SlurmTests: XCTestCase {
     }
 
     func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+    /// The error lines of slurmd's log (cluster/slurm-local keeps it in its state folder), which say
+    /// why a job step failed to launch; srun itself only reports "Unspecified error".
+    func slurmdErrors() -> String {
+        let errors = read("/var/spool/slurm-local/slurmd.log").split(separator: "\n").filter { $0.contains("error") }.suffix(20)
+        return errors.isEmpty ? "" : "\nslurmd.log:\n" + errors.joined(separator: "\n")
+    }
 }

@@ -39,6 +39,7 @@ final class TrainerTests: XCTestCase {
     func testSaveAndInitWeightsRoundTrip() throws {
         let dir = NSTemporaryDirectory() + "ddp-trainer-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/w.safetensors"
         let a = try Trainer(config: config { $0.maxSteps = 3; $0.savePath = path }, comm: LocalCommunicator())
         try a.run()
@@ -55,6 +56,7 @@ final class TrainerTests: XCTestCase {
 
     func testMetricsFile() throws {
         let path = NSTemporaryDirectory() + "ddp-metrics-\(UUID().uuidString).jsonl"
+        defer { try? FileManager.default.removeItem(atPath: path) }
         try Trainer(config: config { $0.maxSteps = 4; $0.metricsPath = path }, comm: LocalCommunicator()).run()
         let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 5)
