@@ -67,8 +67,10 @@ enum BLASEnvironment {
         return info.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").contains("avx512f") ?? false
     }
 
-    /// Sets the thread count and returns the header line describing both choices.
-    static func configureThreads(override: Int?, localSize: Int) -> String {
+    /// Sets the thread count and returns the header line describing both choices. `invariant`
+    /// (`--invariant-shards`): one thread, as every rank of a larger world has; OpenBLAS's sums can
+    /// differ in the last bit between thread counts.
+    static func configureThreads(override: Int?, localSize: Int, invariant: Bool = false) -> String {
         let env = ProcessInfo.processInfo.environment
         let cores = allowedCPUs()
         var threads: Int
@@ -77,6 +79,8 @@ enum BLASEnvironment {
             threads = n; why = "--blas-threads"
         } else if let n = env["DDP_BLAS_THREADS"].flatMap(Int.init), n > 0 {
             threads = n; why = "DDP_BLAS_THREADS"
+        } else if invariant {
+            threads = 1; why = "--invariant-shards: the rounding of one thread, as every rank count has it"
         } else if localSize > 1 {
             threads = 1; why = "\(localSize) ranks share this machine"
         } else {

@@ -167,6 +167,8 @@ struct Train: ParsableCommand {
     var accumulate: Int?
     @Option(parsing: .unconditional, help: "Scale the summed gradients so their global L2 norm is at most X (torch's clip_grad_norm_).")
     var clipGradNorm: Float?
+    @Option(parsing: .unconditional, help: "Sum gradients and BatchNorm statistics over Q fixed shards of each global batch in a fixed order (Q a power of 2, at most 64), so that 1, 2, 4, ... Q ranks on one machine train to bitwise the same weights.")
+    var invariantShards: Int?
     @Option(parsing: .unconditional, help: "Momentum (sgd, rmsprop).")
     var momentum: Float = 0
     @Flag(help: "Nesterov momentum (sgd).")
@@ -237,6 +239,7 @@ struct Train: ParsableCommand {
         c.warmupSteps = warmupSteps
         c.clipGradNorm = clipGradNorm
         c.accumulate = accumulate
+        c.invariantShards = invariantShards
         c.momentum = momentum
         c.nesterov = nesterov
         c.weightDecay = weightDecay

@@ -21,13 +21,15 @@ enum Ranks {
                 throw UsageError("--local-ranks \(n) is for local mode; under mpirun or srun every process is one rank")
             }
             let comm = try mpi(stallTimeout: stallTimeout)
-            try body(comm, config, [BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: comm.localSize)])
+            try body(comm, config, [BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: comm.localSize,
+                                                                          invariant: config.invariantShards != nil)])
             return
         }
         try refusePlainSrun(mpiSize: 1)
         let cores = BLASEnvironment.allowedCPUs()
-        let (count, why) = try localRanks(parallel, batchSize: config.batchSize, cores: cores)
-        let blas = BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: count)
+        let (count, why) = try localRanks(parallel, batchSize: config.batchSize, cores: cores, invariantShards: config.invariantShards)
+        let blas = BLASEnvironment.configureThreads(override: parallel.blasThreads, localSize: count,
+                                                     invariant: config.invariantShards != nil)
         if count == 1 {
             try body(LocalCommunicator(), config, [blas])
             return
@@ -40,8 +42,9 @@ enum Ranks {
         }
     }
 
-    /// `--local-ranks`, else one rank per core, the most that divide the batch (one with --blas-threads).
-    static func localRanks(_ parallel: ParallelOptions, batchSize: Int, cores: Int) throws -> (Int, String) {
+    /// `--local-ranks`, else one rank per core, the most that divide the batch (one with --blas-threads;
+    /// with `--invariant-shards Q`, a power of 2 that divides Q too).
+    static func localRanks(_ parallel: ParallelOptions, batchSize: Int, cores: Int, invariantShards: Int? = nil) throws -> (Int, String) {
         if let n = parallel.localRanks {
             guard batchSize % n == 0 else {
                 throw UsageError("--local-ranks \(n) must divide --batch-size \(batchSize): each rank takes an equal part of the batch")
@@ -49,6 +52,11 @@ enum Ranks {
             return (n, "--local-ranks")
         }
         if parallel.blasThreads != nil { return (1, "--blas-threads") }
+        if let q = invariantShards {
+            let fits: (Int) -> Bool = { n in batchSize % n == 0 && q % n == 0 && n & (n - 1) == 0 }
+            let n = (1...max(1, cores)).reversed().first(where: fits) ?? 1
+            return (n, n == cores ? "one per core" : "the most of \(cores) cores that divide --batch-size \(batchSize) and --invariant-shards \(q)")
+        }
         let n = (1...max(1, cores)).reversed().first { batchSize % $0 == 0 } ?? 1
         return (n, n == cores ? "one per core" : "the most of \(cores) cores that divide --batch-size \(batchSize)")
     }

@@ -33,18 +33,18 @@ public enum Kernels {
         guard m > 0, n > 0 else { return }
         if k == 0 {
             // BLAS may leave C untouched for k == 0; the math says C = beta * C.
-            for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// db[cols] = (or += when `accumulate`) the sum over rows of dy[rows, cols]; the first row
-    /// initializes db, so no separate zeroing pass is needed.
+    /// db[cols] = (or += when `accumulate`) the sum over rows of dy[rows, cols] (rows `rowStride`
+    /// apart, default `cols`); the first row initializes db, so no separate zeroing pass is needed.
     @inlinable
-    public static func columnSums(_ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>,
-                                  accumulate: Bool) {
+    public static func columnSums(_ dy: UnsafePointer<Float>, rows: Int, cols: Int, rowStride: Int? = nil,
+                                  into db: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard rows > 0 else {
             if !accumulate { db.update(repeating: 0, count: cols) }
             return
@@ -54,8 +54,9 @@ public enum Kernels {
         } else {
             db.update(from: dy, count: cols)
         }
+        let step = rowStride ?? cols
         for r in 1..<rows {
-            let row = dy + r * cols
+            let row = dy + r * step
             for c in 0..<cols { db[c] += row[c] }
         }
     }

@@ -41,8 +41,15 @@ public final class ParameterStore {
     public private(set) var workspace = FloatBuffer(count: 0)
     public private(set) var scratch = FloatBuffer(count: 0)
     public private(set) var sealed = false
+    /// `--invariant-shards`: this rank's shards of each batch (1: off). When more than one, `seal`
+    /// allocates one gradient-sized plane per shard for the shards' partial sums (`shardPlanes`).
+    public let gradientShards: Int
+    public private(set) var shardPlanes = FloatBuffer(count: 0)
 
-    public init() {}
+    public init(gradientShards: Int = 1) {
+        precondition(gradientShards >= 1)
+        self.gradientShards = gradientShards
+    }
 
     /// Every range starts on a 16-float (64-byte) line, so kernels see aligned rows.
     private static func aligned(_ n: Int) -> Int { (n + 15) / 16 * 16 }
@@ -92,6 +99,7 @@ public final class ParameterStore {
         buffers = FloatBuffer(count: bufferCount)
         workspace = FloatBuffer(count: workspaceCount)
         scratch = FloatBuffer(count: scratchCount)
+        if gradientShards > 1 { shardPlanes = FloatBuffer(count: gradientShards * count) }
     }
 
     public func parameterPointer(_ offset: Int) -> UnsafeMutablePointer<Float> { parameters.pointer + offset }

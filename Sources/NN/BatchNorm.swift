@@ -36,8 +36,10 @@ public final class BatchNorm: Layer {
     private var batchesTracked: UnsafeMutablePointer<Int64>!
     /// The last training forward's per-channel mean and 1/sqrt(var + eps).
     private var mean: UnsafeMutablePointer<Float>!, invStd: UnsafeMutablePointer<Float>!
-    /// 2C + 1 doubles: the sums that travel between ranks.
+    /// 2C + 1 doubles: the sums that travel between ranks (with shards, the first of one set per
+    /// shard, which the shards' tree sums into the first).
     private var sums: UnsafeMutablePointer<Double>!
+    private var reservedShards = 1
 
     public init?(input: Shape) {
         guard input.rank >= 1 && input.rank <= 3, input.count > 0 else { return nil }
@@ -57,7 +59,9 @@ public final class BatchNorm: Layer {
         varOffset = store.reserveBuffer(name: prefix + "running_var", shape: [channels])
         countOffset = store.reserveBuffer(name: prefix + "num_batches_tracked", shape: [], dtype: .i64)
         statsOffset = store.reserveWorkspace(2 * channels)
-        sumsOffset = store.reserveWorkspace(2 * (2 * channels + 1))  // doubles
+        // Doubles: one set per shard of the batch under --invariant-shards.
+        reservedShards = store.gradientShards
+        sumsOffset = store.reserveWorkspace(2 * (2 * channels + 1) * store.gradientShards)
     }
 
     public func bind(to store: ParameterStore) {
@@ -82,6 +86,13 @@ public final class BatchNorm: Layer {
         batchesTracked.pointee = 0
     }
 
+    /// Shards of this rank's batch under --invariant-shards (1: off).
+    private func shardCount(_ context: StepContext) -> Int {
+        let parts = context.shards?.count ?? 1
+        precondition(parts <= reservedShards, "BatchNorm: \(parts) shards, sums reserved for \(reservedShards)")
+        return parts
+    }
+
     @inline(__always) private func plane(_ p: UnsafePointer<Float>, _ s: Int, _ c: Int) -> UnsafePointer<Float> {
         p + (s * channels + c) * positions
     }
@@ -89,19 +100,25 @@ public final class BatchNorm: Layer {
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         let C = channels, L = positions
         if context.training {
-            // Per-channel sum and sum of squares of this rank's batch, then over all ranks.
-            for c in 0..<C {
-                var s1 = 0.0, s2 = 0.0
-                for s in 0..<batch {
-                    // In double: a float's square is exact in double, so E[x^2] - mean^2 loses
-                    // nothing to the cancellation that float sums of squares would.
-                    let xp = plane(x, s, c)
-                    for j in 0..<L { let v = Double(xp[j]); s1 += v; s2 += v * v }
+            // Per-channel sum and sum of squares of this rank's batch (shard by shard, then the
+            // shards' tree, with --invariant-shards), then over all ranks.
+            let parts = shardCount(context)
+            for part in 0..<parts {
+                let leaf = sums + part * (2 * C + 1)
+                for c in 0..<C {
+                    var s1 = 0.0, s2 = 0.0
+                    for s in stride(from: part, to: batch, by: parts) {
+                        // In double: a float's square is exact in double, so E[x^2] - mean^2 loses
+                        // nothing to the cancellation that float sums of squares would.
+                        let xp = plane(x, s, c)
+                        for j in 0..<L { let v = Double(xp[j]); s1 += v; s2 += v * v }
+                    }
+                    leaf[c] = s1
+                    leaf[C + c] = s2
                 }
-                sums[c] = s1
-                sums[C + c] = s2
+                leaf[2 * C] = Double((context.shards?.size(part, of: batch) ?? batch) * L)
             }
-            sums[2 * C] = Double(batch * L)
+            treeSum(sums, parts: parts, count: 2 * C + 1, stride: 2 * C + 1)
             context.replicas?.sum(sums, count: 2 * C + 1)
             let n = sums[2 * C]
             guard n > 0 else { return }
@@ -144,17 +161,32 @@ public final class BatchNorm: Layer {
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
         let C = channels, L = positions
-        for c in 0..<C {
-            var sdy = 0.0, sdyx = 0.0
-            let m = mean[c], inv = invStd[c]
-            for s in 0..<batch {
-                let xp = plane(x, s, c), gp = plane(dy, s, c)
-                for j in 0..<L { let g = Double(gp[j]); sdy += g; sdyx += g * Double((xp[j] - m) * inv) }
+        let parts = shardCount(context)
+        for part in 0..<parts {
+            let leaf = sums + part * (2 * C + 1)
+            for c in 0..<C {
+                var sdy = 0.0, sdyx = 0.0
+                let m = mean[c], inv = invStd[c]
+                for s in stride(from: part, to: batch, by: parts) {
+                    let xp = plane(x, s, c), gp = plane(dy, s, c)
+                    for j in 0..<L { let g = Double(gp[j]); sdy += g; sdyx += g * Double((xp[j] - m) * inv) }
+                }
+                leaf[c] = sdy
+                leaf[C + c] = sdyx
             }
-            sums[c] = sdy
-            sums[C + c] = sdyx
         }
-        if context.accumulateGradients {
+        if let shards = context.shards, parts > 1 {
+            // Each shard's gradient is rounded to float on its own, then the float tree, as the
+            // other layers' (and the reducer's, between ranks) are.
+            for part in 0..<parts {
+                let leaf = sums + part * (2 * C + 1)
+                let wg = shards.leaf(weightGrad, shard: part), bg = shards.leaf(biasGrad, shard: part)
+                for c in 0..<C { wg[c] = Float(leaf[C + c]); bg[c] = Float(leaf[c]) }
+            }
+            shards.combine(into: weightGrad, count: C, accumulate: context.accumulateGradients)
+            shards.combine(into: biasGrad, count: C, accumulate: context.accumulateGradients)
+            treeSum(sums, parts: parts, count: 2 * C, stride: 2 * C + 1)
+        } else if context.accumulateGradients {
             for c in 0..<C { weightGrad[c] += Float(sums[C + c]); biasGrad[c] += Float(sums[c]) }
         } else {
             for c in 0..<C { weightGrad[c] = Float(sums[C + c]); biasGrad[c] = Float(sums[c]) }

@@ -115,45 +115,56 @@ public final class Conv2d: FusesActivation {
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
         let inCount = inputShape.count, outCount = outputShape.count
-        let accumulate = context.accumulateGradients
-        if batch == 0 {
-            if !accumulate {
-                weightGrad.update(repeating: 0, count: outChannels * patch)
-                biasGrad?.update(repeating: 0, count: outChannels)
+        // The parameter gradients sum over the samples, one shard at a time with --invariant-shards
+        // (each into its leaf, then the fixed tree), else in one run over the batch.
+        let shards = context.shards.flatMap { $0.count > 1 ? $0 : nil }
+        let parts = shards?.count ?? 1
+        let accumulate = shards == nil && context.accumulateGradients
+        for j in 0..<parts {
+            let wg = shards?.leaf(weightGrad, shard: j) ?? weightGrad!
+            let bg = biasGrad.map { shards?.leaf($0, shard: j) ?? $0 }
+            var first = !accumulate
+            for s in Swift.stride(from: j, to: batch, by: parts) {
+                // With a fused activation dy becomes the gradient before it, in place (this layer's own
+                // output gradient buffer), in the pass that sums the bias gradient.
+                let g = UnsafeMutablePointer(mutating: dy + s * outCount)
+                if let activation {
+                    activation.withDerivative { d in biasGradient(g, y + s * outCount, into: bg, first: first, d) }
+                } else if hasBias {
+                    biasGradient(g, nil, into: bg, first: first) { _ in 1 }
+                }
+                let cols = unrolled(x + s * inCount)
+                // dW (Cout, Cin*K*K) (+)= g (Cout, Ho*Wo) x columns^T
+                Kernels.gemm(transA: false, transB: true, m: outChannels, n: patch, k: pixels,
+                             a: g, lda: pixels, b: cols, ldb: pixels, beta: first ? 0 : 1, c: wg, ldc: patch)
+                first = false
+                guard let dx else { continue }
+                let dxs = dx + s * inCount
+                if pointwise {
+                    Kernels.gemm(transA: true, transB: false, m: patch, n: pixels, k: outChannels,
+                                 a: weight, lda: patch, b: g, ldb: pixels, beta: 0, c: dxs, ldc: pixels)
+                } else {
+                    // dcolumns (Cin*K*K, Ho*Wo) = W^T g, over the columns (no longer needed), then col2im.
+                    Kernels.gemm(transA: true, transB: false, m: patch, n: pixels, k: outChannels,
+                                 a: weight, lda: patch, b: g, ldb: pixels, beta: 0, c: columns, ldc: pixels)
+                    fold(columns, into: dxs)
+                }
             }
-            return
+            if first {  // no samples: the gradients are zero (written, not accumulated)
+                wg.update(repeating: 0, count: outChannels * patch)
+                bg?.update(repeating: 0, count: outChannels)
+            }
         }
-        for s in 0..<batch {
-            // With a fused activation dy becomes the gradient before it, in place (this layer's own
-            // output gradient buffer), in the pass that sums the bias gradient.
-            let g = UnsafeMutablePointer(mutating: dy + s * outCount)
-            let first = s == 0 && !accumulate
-            if let activation {
-                activation.withDerivative { d in biasGradient(g, y + s * outCount, first: first, d) }
-            } else if hasBias {
-                biasGradient(g, nil, first: first) { _ in 1 }
-            }
-            let cols = unrolled(x + s * inCount)
-            // dW (Cout, Cin*K*K) (+)= g (Cout, Ho*Wo) x columns^T
-            Kernels.gemm(transA: false, transB: true, m: outChannels, n: patch, k: pixels,
-                         a: g, lda: pixels, b: cols, ldb: pixels, beta: first ? 0 : 1, c: weightGrad, ldc: patch)
-            guard let dx else { continue }
-            let dxs = dx + s * inCount
-            if pointwise {
-                Kernels.gemm(transA: true, transB: false, m: patch, n: pixels, k: outChannels,
-                             a: weight, lda: patch, b: g, ldb: pixels, beta: 0, c: dxs, ldc: pixels)
-            } else {
-                // dcolumns (Cin*K*K, Ho*Wo) = W^T g, over the columns (no longer needed), then col2im.
-                Kernels.gemm(transA: true, transB: false, m: patch, n: pixels, k: outChannels,
-                             a: weight, lda: patch, b: g, ldb: pixels, beta: 0, c: columns, ldc: pixels)
-                fold(columns, into: dxs)
-            }
+        if let shards {
+            shards.combine(into: weightGrad, count: outChannels * patch, accumulate: context.accumulateGradients)
+            if let biasGrad { shards.combine(into: biasGrad, count: outChannels, accumulate: context.accumulateGradients) }
         }
     }
 
     /// g[c, p] *= f'(y[c, p]) (when `y` is given), and the bias gradient (+)= the row sums of g.
     @inline(__always)
-    private func biasGradient(_ g: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>?, first: Bool, _ derivative: (Float) -> Float) {
+    private func biasGradient(_ g: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>?, into biasGrad: UnsafeMutablePointer<Float>?,
+                              first: Bool, _ derivative: (Float) -> Float) {
         let n = pixels
         for c in 0..<outChannels {
             let row = g + c * n

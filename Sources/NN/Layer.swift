@@ -22,15 +22,19 @@ public struct StepContext {
     public var accumulateGradients: Bool
     /// The ranks whose samples form the global batch (BatchNorm's statistics), or nil: this batch alone.
     public var replicas: CrossReplicaSum?
+    /// `--invariant-shards`: sums over the batch go shard by shard, then through a fixed tree, so
+    /// they do not depend on the number of ranks; nil: one sum over this rank's batch.
+    public var shards: GradientShards?
 
     public init(training: Bool, seed: UInt64 = 0, step: UInt64 = 0, sampleIDs: UnsafePointer<Int32>? = nil,
-                accumulateGradients: Bool = false, replicas: CrossReplicaSum? = nil) {
+                accumulateGradients: Bool = false, replicas: CrossReplicaSum? = nil, shards: GradientShards? = nil) {
         self.training = training
         self.seed = seed
         self.step = step
         self.sampleIDs = sampleIDs
         self.accumulateGradients = accumulateGradients
         self.replicas = replicas
+        self.shards = shards
     }
 
     public static let eval = StepContext(training: false)

@@ -75,34 +75,43 @@ public final class Linear: FusesActivation {
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        let accumulate = context.accumulateGradients
+        let (n, k) = (outFeatures, inFeatures)
         // With a fused activation, dy becomes the gradient before it, in place (the buffer is this
-        // layer's own output gradient), in the same pass that sums the bias gradient.
+        // layer's own output gradient).
         let g = UnsafeMutablePointer(mutating: dy)
         if let activation {
-            activation.withDerivative { d in preActivationGradient(g, y, rows: batch, accumulate: accumulate, d) }
-        } else if let biasGrad {
-            Kernels.columnSums(dy, rows: batch, cols: outFeatures, into: biasGrad, accumulate: accumulate)
+            activation.withDerivative { d in
+                for r in 0..<batch {
+                    let o = r * n
+                    for c in 0..<n { g[o + c] *= d(y[o + c]) }
+                }
+            }
         }
-        // dW (out, in) (+)= dy^T (out, B) x (B, in)
-        Kernels.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
-                     a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: accumulate ? 1 : 0, c: weightGrad, ldc: inFeatures)
+        // The parameter gradients sum over the rows: over the whole batch, or with --invariant-shards
+        // over each shard's rows (j, j + parts, ...: a matrix with `parts` times the row stride) into
+        // its leaf, then through the fixed tree.
+        let shards = context.shards.flatMap { $0.count > 1 ? $0 : nil }
+        let parts = shards?.count ?? 1
+        let accumulate = shards == nil && context.accumulateGradients
+        for j in 0..<parts {
+            let rows = shards?.size(j, of: batch) ?? batch
+            if let biasGrad {
+                Kernels.columnSums(g + j * n, rows: rows, cols: n, rowStride: parts * n,
+                                   into: shards?.leaf(biasGrad, shard: j) ?? biasGrad, accumulate: accumulate)
+            }
+            // dW (out, in) (+)= dy^T (out, B) x (B, in)
+            Kernels.gemm(transA: true, transB: false, m: n, n: k, k: rows, a: g + j * n, lda: parts * n,
+                         b: x + j * k, ldb: parts * k, beta: accumulate ? 1 : 0,
+                         c: shards?.leaf(weightGrad, shard: j) ?? weightGrad, ldc: k)
+        }
+        if let shards {
+            shards.combine(into: weightGrad, count: n * k, accumulate: context.accumulateGradients)
+            if let biasGrad { shards.combine(into: biasGrad, count: n, accumulate: context.accumulateGradients) }
+        }
         // dx (B, in) = dy (B, out) W (out, in)
         if let dx {
-            Kernels.gemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,
-                         a: dy, lda: outFeatures, b: weight, ldb: inFeatures, beta: 0, c: dx, ldc: inFeatures)
+            Kernels.gemm(transA: false, transB: false, m: batch, n: k, k: n,
+                         a: dy, lda: n, b: weight, ldb: k, beta: 0, c: dx, ldc: k)
         }
-    }
-
-    /// g[r, c] *= f'(y[r, c]), and the bias gradient is the column sums of the result.
-    @inline(__always)
-    private func preActivationGradient(_ g: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, rows: Int,
-                                       accumulate: Bool, _ derivative: (Float) -> Float) {
-        let n = outFeatures
-        for r in 0..<rows {
-            let o = r * n
-            for c in 0..<n { g[o + c] *= derivative(y[o + c]) }
-        }
-        if let biasGrad { Kernels.columnSums(g, rows: rows, cols: n, into: biasGrad, accumulate: accumulate) }
     }
 }

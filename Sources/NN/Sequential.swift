@@ -10,7 +10,7 @@ import Engine
 ///
 /// Tensor names are those of the equivalent torch.nn.Sequential's state_dict: "\(index).weight".
 public final class Sequential {
-    public let store = ParameterStore()
+    public let store: ParameterStore
     public let maxBatch: Int
     private let chain: LayerChain
     /// First flat-buffer offset of each layer's parameters (nil for a layer without parameters).
@@ -22,10 +22,12 @@ public final class Sequential {
     /// Torch index of each layer, nil for one the torch model would not have.
     public var torchIndex: [Int?] { chain.torchIndex }
 
-    /// Reserves the model's memory; `allocate` must follow.
-    public init(layers: [Layer], maxBatch: Int) {
+    /// Reserves the model's memory; `allocate` must follow. `gradientShards`: this rank's shards of
+    /// each batch under `--invariant-shards` (`GradientShards`), 1 when off.
+    public init(layers: [Layer], maxBatch: Int, gradientShards: Int = 1) {
         precondition(maxBatch > 0)
         self.maxBatch = maxBatch
+        store = ParameterStore(gradientShards: gradientShards)
         chain = LayerChain(layers: layers, ownsInput: true, inputNeedsGrad: false)
         parameterStart = chain.reserve(in: store, prefix: "", maxBatch: maxBatch)
         var randomIndex: UInt64 = 0
@@ -48,6 +50,13 @@ public final class Sequential {
         store.seal(parameters: parameters, gradients: gradients)
         chain.bind(to: store)
         if let seed { resetParameters(seed: seed) }
+    }
+
+    /// The shards' partial sums for `StepContext.shards` (after `allocate`), or nil when off.
+    public var gradientShards: GradientShards? {
+        guard store.gradientShards > 1 else { return nil }
+        return GradientShards(count: store.gradientShards, planes: store.shardPlanes.pointer,
+                              gradients: store.gradients.pointer, gradientCount: store.count)
     }
 
     public func resetParameters(seed: UInt64) {

@@ -140,24 +140,50 @@ public final class BucketAllreduce: GradientReducer {
     public func publish() throws {}
 }
 
-/// `out[0..<n]` = values `start ..< start + n` summed over every segment, in segment (rank) order.
+/// `out[0..<n]` = values `start ..< start + n` summed over every segment. For a power-of-2 number of
+/// segments (ranks) the order is `GradientShards`' tree (segments a and a + w/2 first, and so on:
+/// for 4, (s0 + s2) + (s1 + s3)), which `--invariant-shards` needs; otherwise rank order.
 /// `out` may be one of the segments at `start`: each value is read before it is written.
 @inline(__always)
 func sumSegments(_ segments: [UnsafeMutablePointer<Float>], _ start: Int, _ n: Int, into out: UnsafeMutablePointer<Float>) {
     let w = segments.count
+    let tree = w > 2 && w & (w - 1) == 0
     var i = 0
     while i + 16 <= n {
-        var s = load16(segments[0], start + i)
-        for q in 1..<w { s += load16(segments[q], start + i) }
+        let at = start + i
+        let s: SIMD16<Float>
+        if !tree {
+            var t = load16(segments[0], at)
+            for q in 1..<w { t += load16(segments[q], at) }
+            s = t
+        } else if w == 4 {
+            s = (load16(segments[0], at) + load16(segments[2], at)) + (load16(segments[1], at) + load16(segments[3], at))
+        } else {
+            s = treeSum16(segments, at, 0, 1)
+        }
         store16(s, out, i)
         i += 16
     }
     while i < n {
-        var s = segments[0][start + i]
-        for q in 1..<w { s += segments[q][start + i] }
+        let at = start + i
+        var s = segments[0][at]
+        if tree {
+            s = treeSum1(segments, at, 0, 1)
+        } else {
+            for q in 1..<w { s += segments[q][at] }
+        }
         out[i] = s
         i += 1
     }
+}
+
+/// The sum over segments a, a + m, a + 2m, ... (of a power-of-2 count) in the tree of `sumSegments`.
+private func treeSum16(_ segments: [UnsafeMutablePointer<Float>], _ at: Int, _ a: Int, _ m: Int) -> SIMD16<Float> {
+    2 * m > segments.count ? load16(segments[a], at) : treeSum16(segments, at, a, 2 * m) + treeSum16(segments, at, a + m, 2 * m)
+}
+
+private func treeSum1(_ segments: [UnsafeMutablePointer<Float>], _ at: Int, _ a: Int, _ m: Int) -> Float {
+    2 * m > segments.count ? segments[a][at] : treeSum1(segments, at, a, 2 * m) + treeSum1(segments, at, a + m, 2 * m)
 }
 
 /// `count` values cut into buckets of `per` from the end of the buffer to the start: the order in

@@ -24,6 +24,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var accumulate: Int?
     /// `--clip-grad-norm` (nil: no clipping).
     public var clipGradNorm: Float?
+    /// `--invariant-shards Q` (nil: off): sums over the batch in a fixed tree of Q shards, the same on
+    /// any power-of-2 number of ranks that divides Q (`GradientShards`).
+    public var invariantShards: Int?
     public var momentum: Float = 0
     public var nesterov = false
     public var weightDecay: Float?
@@ -105,6 +108,12 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if let w = warmupSteps, w < 0 { throw bad("invalid --warmup-steps \(w): must be >= 0") }
         if let a = accumulate, a < 1 { throw bad("invalid --accumulate \(a): must be at least 1") }
         if let c = clipGradNorm, !(c.isFinite && c > 0) { throw bad("invalid --clip-grad-norm \(c): must be > 0") }
+        if let q = invariantShards, !(1...64).contains(q) || q & (q - 1) != 0 {
+            throw bad("invalid --invariant-shards \(q): must be a power of 2 from 1 to 64")
+        }
+        if invariantShards != nil && shardData {
+            throw bad("--invariant-shards needs the global sampler: with --shard-data the batches depend on the number of ranks")
+        }
         guard logEvery >= 0 else { throw bad("invalid --log-every \(logEvery): must be >= 0") }
         guard ["auto", "mpi", "shared", "hierarchical"].contains(allreduce) else {
             throw bad("invalid --allreduce '\(allreduce)': expected auto, mpi, shared or hierarchical")
@@ -137,6 +146,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             ("--epochs", fixedLength ? String(epochs) : "*"), ("--max-steps", fixedLength ? maxSteps.map(String.init) ?? "none" : "*"),
             ("--lr-schedule", s?.description ?? "?"), ("--warmup-steps", String(warmupSteps ?? 0)),
             ("--clip-grad-norm", clipGradNorm.map { "\($0)" } ?? "none"),
+            ("--invariant-shards", invariantShards.map(String.init) ?? "none"),
             ("--dataset", data.dataset), ("--holdout", String(data.holdout)),
             ("--normalize", data.normalize?.description ?? "none"),
             ("--test-data", data.testData ?? "none"), ("--labels", data.labels ?? "none"), ("--target", data.target ?? "last"),

@@ -46,6 +46,8 @@ public final class Trainer {
     public let reducer: GradientReducer
     /// Synchronized BatchNorm's sums over all ranks (nil on one rank: its batch is the global batch).
     let replicas: CommReplicaSum?
+    /// `--invariant-shards`: the shards' partial sums, or nil.
+    let shards: GradientShards?
     /// The learning rate of every step (`--lr-schedule`, `--warmup-steps`) from the base rate.
     public let schedule: LRSchedule
     public let baseLearningRate: Float
@@ -143,7 +145,7 @@ public final class Trainer {
         } catch {
             throw UsageError("\(error)")
         }
-        model = Sequential(layers: layers, maxBatch: maxBatch)
+        model = Sequential(layers: layers, maxBatch: maxBatch, gradientShards: try Trainer.shardsPerRank(config, comm: comm))
         try MemoryEstimate.model(model.store, stateBuffers: optimizerConfig.stateBufferCount)
             .check(comm: comm, what: "--model \(spec) with --batch-size \(config.batchSize)")
         let microBatches = config.accumulate ?? 1
@@ -157,7 +159,11 @@ public final class Trainer {
         let wholeRun = sampler.batchesPerEpoch.multipliedReportingOverflow(by: config.epochs)
         totalSteps = min(maxSteps ?? Int.max, wholeRun.overflow ? Int.max : wholeRun.partialValue)
         reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
-        replicas = comm.size > 1 ? CommReplicaSum(comm: comm) : nil
+        replicas = comm.size > 1 ? CommReplicaSum(comm: comm, inTreeOrder: config.invariantShards != nil) : nil
+        shards = model.gradientShards
+        if config.invariantShards != nil && comm.size > 2 && !(reducer is SharedMemoryReduce) {
+            throw UsageError("--invariant-shards with \(comm.size) ranks needs every rank on one machine (the shared-memory reduction sums ranks in the fixed order; --allreduce \(config.allreduce) does not)")
+        }
         reducer.clipGradNorm = config.clipGradNorm
         optimizer = try optimizerConfig.make(parameterCount: model.store.count, allocate: reducer.allocateState)
         indices = .allocate(capacity: max(maxBatch, sampler.perRankBatch))
@@ -222,6 +228,17 @@ public final class Trainer {
         }
         model.allocate(initializeParametersWithSeed: config.seed)
         return BucketAllreduce(comm: comm, store: model.store, bucketBytes: Int((config.bucketMB ?? 25) * 1024 * 1024))
+    }
+
+    /// This rank's shards of each batch under `--invariant-shards Q`: Q / W, for W a power of 2
+    /// that divides Q; 1 when off.
+    static func shardsPerRank(_ config: TrainConfig, comm: Communicator) throws -> Int {
+        guard let q = config.invariantShards else { return 1 }
+        let w = comm.size
+        guard w & (w - 1) == 0, q % w == 0 else {
+            throw UsageError("--invariant-shards \(q) needs a power-of-2 number of ranks that divides \(q), not \(w)")
+        }
+        return q / w
     }
 
     deinit {
@@ -428,7 +445,7 @@ public final class Trainer {
         for m in 0..<chunks {
             let lo = min(m * micro, k), n = min(micro, k - lo)
             let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices + lo,
-                                      accumulateGradients: m > 0, replicas: replicas)
+                                      accumulateGradients: m > 0, replicas: replicas, shards: shards)
             splits.train.gather(indices + lo, count: n, into: model.input, targets: targets, offset: lo, epoch: epoch)
             clock.lap(&times.data)
             model.forward(batch: n, context: context)

@@ -11,15 +11,15 @@ final class ConvNetTests: XCTestCase {
     }
 
     /// resnet8 (BatchNorm in every block, a 1x1-conv shortcut in two) at global batch 32 on 1, 2
-    /// and 4 ranks: (a) 60 steps at lr 0, where the running statistics of 60 global batches must
-    /// agree (forward statistics over the global batch); (b) 10 trained steps (SGD, lr 0.01,
-    /// momentum 0.9), where every weight and statistic must agree within 1e-5 (BatchNorm's backward
-    /// sums over the global batch too).
+    /// and 4 ranks, by default: (a) 60 steps at lr 0, where the running statistics of 60 global
+    /// batches must agree (forward statistics over the global batch); (b) 10 trained steps (SGD, lr
+    /// 0.01, momentum 0.9), where every weight and statistic must agree within 1e-5 (BatchNorm's
+    /// backward sums over the global batch too).
     ///
-    /// Not 60 trained steps: this network amplifies float rounding, the summation order that any
-    /// change of rank count changes. From one set of initial weights and the same set moved by one
-    /// ulp, 60 steps on ONE rank (SGD, lr 0.001) end 2e-4 apart, as far as 1 and 2 ranks do; after 3
-    /// steps both pairs are 1e-8 apart.
+    /// Not 60 trained steps by default: this network amplifies float rounding, the summation order
+    /// that any change of rank count changes. From one set of initial weights and the same set moved
+    /// by one ulp, 60 steps on ONE rank (SGD, lr 0.001) end 2e-4 apart, as far as 1 and 2 ranks do;
+    /// after 3 steps both pairs are 1e-8 apart. 60 trained steps are `testResNet8InvariantShardsAreBitwise`.
     func testResNet8WorldSizeInvarianceWithSyncBatchNorm() throws {
         let dir = temporaryDirectory()
         for (name, args) in [("still", ["--max-steps", "60", "--lr", "0"]), ("trained", ["--max-steps", "10", "--lr", "0.01", "--momentum", "0.9"])] {
@@ -40,6 +40,38 @@ final class ConvNetTests: XCTestCase {
                 XCTAssertEqual(try SafeTensorsFile(dir + "/\(name)\(np).safetensors").integers("3.body.1.num_batches_tracked"), [steps])
             }
         }
+    }
+
+    /// `--invariant-shards 4`: every sum over the batch goes over 4 fixed shards in a fixed tree
+    /// (layers, synchronized BatchNorm, the shared-memory reducer), so resnet8 trained for 60 steps
+    /// on 1, 2 and 4 MPI ranks and on 4 rank threads (local mode) ends with the same bytes, where
+    /// the default order drifts by 1e-4. With clipping, to include the gradient norm.
+    func testResNet8InvariantShardsAreBitwise() throws {
+        let dir = temporaryDirectory()
+        let common = ["--model", "resnet8", "--log-every", "0", "--max-steps", "60", "--lr", "0.01", "--momentum", "0.9",
+                      "--clip-grad-norm", "1", "--invariant-shards", "4"]
+        let runs: [(name: String, np: Int?, args: [String])] = [
+            ("np1", 1, ["--batch-size", "32"]), ("np2", 2, ["--batch-size", "16"]), ("np4", 4, ["--batch-size", "8"]),
+            ("local4", nil, ["--batch-size", "32", "--local-ranks", "4"]),
+        ]
+        for run in runs {
+            let r = Harness.run(common + run.args + ["--save", dir + "/\(run.name).safetensors"], np: run.np)
+            ok(r)
+            if run.name == "np1" {
+                XCTAssertTrue(r.stdout.contains("1 thread per rank (--invariant-shards"), "one BLAS thread, as every rank of a larger world: \(r.stdout)")
+            }
+        }
+        let reference = try XCTUnwrap(FileManager.default.contents(atPath: dir + "/np1.safetensors"))
+        for run in runs.dropFirst() {
+            let d = Harness.maxAbsDifference(try Harness.weights(dir + "/np1.safetensors"), try Harness.weights(dir + "/\(run.name).safetensors"))
+            print("resnet8 --invariant-shards 4, 60 trained steps: max |w(\(run.name)) - w(np1)| = \(d)")
+            XCTAssertEqual(FileManager.default.contents(atPath: dir + "/\(run.name).safetensors"), reference, "\(run.name): bitwise those of one rank (max |diff| \(d))")
+        }
+        // Rank counts the tree cannot follow are refused, with one line and exit 2.
+        assertCleanFailure(common + ["--batch-size", "8", "--save", dir + "/np3.safetensors"], mentions: "needs a power-of-2 number of ranks that divides 4, not 3", status: 2, np: 3)
+        assertCleanFailure(common + ["--batch-size", "8", "--allreduce", "mpi", "--save", dir + "/mpi4.safetensors"],
+                           mentions: "needs every rank on one machine", status: 2, np: 4)
+        assertCleanFailure(["--model", "mlp:8", "--invariant-shards", "3"], mentions: "invalid --invariant-shards 3: must be a power of 2 from 1 to 64", status: 2)
     }
 
     /// pytorch/examples' CNN (dropout included) with `--accumulate 4 --batch-size 16` equals
