@@ -18,6 +18,8 @@ struct Bench: ParsableCommand {
     var warmup = 100
     @Option(help: "sgd, adam, adamw, rmsprop, adagrad or adadelta.")
     var optimizer = "sgd"
+    @Option(parsing: .unconditional, help: "Time training with --invariant-shards Q (see train --help).")
+    var invariantShards: Int?
     @OptionGroup var parallel: ParallelOptions
     @Option(parsing: .unconditional, help: "Instead of training, time an all-reduce of each size (MiB, comma-separated) over all ranks: one JSON object per size (for the scaling model).")
     var commSizes: String?
@@ -38,6 +40,7 @@ struct Bench: ParsableCommand {
         c.optimizer = optimizer
         c.momentum = optimizer == "sgd" ? 0.9 : 0
         c.lr = 0.01
+        c.invariantShards = invariantShards
         parallel.apply(to: &c)
         c.quiet = true
         c.evalBatch = 1
