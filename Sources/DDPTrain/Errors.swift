@@ -22,6 +22,10 @@ enum ErrorReport {
         }
         fflush(stdout)
         fflush(stderr)
+        // An error every rank finds (a usage error after the ranks have met) is rank 0's to print: a
+        // rank that exits first makes mpirun kill the others, sometimes before rank 0 has written its
+        // line. The others give it a second; mpirun ends them when rank 0 exits.
+        if rank != 0 && !(error is CommError) { usleep(1_000_000) }
         _exit(usage ? ExitStatus.usage : error.exitStatus)
     }
 }

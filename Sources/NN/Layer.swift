@@ -23,7 +23,9 @@ public struct StepContext {
     /// The ranks whose samples form the global batch (BatchNorm's statistics), or nil: this batch alone.
     public var replicas: CrossReplicaSum?
     /// `--invariant-shards`: sums over the batch go shard by shard, then through a fixed tree, so
-    /// they do not depend on the number of ranks; nil: one sum over this rank's batch.
+    /// they do not depend on the number of ranks (one shard: the rank's whole batch, still summed
+    /// in the fixed order; a layer with a faster algorithm that sums differently must not use it
+    /// then). nil: one sum over this rank's batch, in any order.
     public var shards: GradientShards?
 
     public init(training: Bool, seed: UInt64 = 0, step: UInt64 = 0, sampleIDs: UnsafePointer<Int32>? = nil,

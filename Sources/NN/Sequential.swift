@@ -52,11 +52,11 @@ public final class Sequential {
         if let seed { resetParameters(seed: seed) }
     }
 
-    /// The shards' partial sums for `StepContext.shards` (after `allocate`), or nil when off.
-    public var gradientShards: GradientShards? {
-        guard store.gradientShards > 1 else { return nil }
-        return GradientShards(count: store.gradientShards, planes: store.shardPlanes.pointer,
-                              gradients: store.gradients.pointer, gradientCount: store.count)
+    /// The shards' partial sums for `StepContext.shards` under `--invariant-shards` (after
+    /// `allocate`): `store.gradientShards` of them (one: the rank's whole batch is one shard).
+    public var gradientShards: GradientShards {
+        GradientShards(count: store.gradientShards, planes: store.shardPlanes.pointer,
+                       gradients: store.gradients.pointer, gradientCount: store.count)
     }
 
     public func resetParameters(seed: UInt64) {

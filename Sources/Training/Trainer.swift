@@ -160,7 +160,7 @@ public final class Trainer {
         totalSteps = min(maxSteps ?? Int.max, wholeRun.overflow ? Int.max : wholeRun.partialValue)
         reducer = try Trainer.makeReducer(config: config, comm: comm, model: model, stateBuffers: optimizerConfig.stateBufferCount)
         replicas = comm.size > 1 ? CommReplicaSum(comm: comm, inTreeOrder: config.invariantShards != nil) : nil
-        shards = model.gradientShards
+        shards = config.invariantShards != nil ? model.gradientShards : nil
         if config.invariantShards != nil && comm.size > 2 && !(reducer is SharedMemoryReduce) {
             throw UsageError("--invariant-shards with \(comm.size) ranks needs every rank on one machine (the shared-memory reduction sums ranks in the fixed order; --allreduce \(config.allreduce) does not)")
         }
