@@ -181,10 +181,16 @@ public final class BatchNorm: Layer {
             for part in 0..<parts {
                 let leaf = sums + part * (2 * C + 1)
                 let wg = shards.leaf(weightGrad, shard: part), bg = shards.leaf(biasGrad, shard: part)
-                for c in 0..<C { wg[c] = Float(leaf[C + c]); bg[c] = Float(leaf[c]) }
+                if context.accumulateGradients {
+                    for c in 0..<C { wg[c] += Float(leaf[C + c]); bg[c] += Float(leaf[c]) }
+                } else {
+                    for c in 0..<C { wg[c] = Float(leaf[C + c]); bg[c] = Float(leaf[c]) }
+                }
             }
-            shards.combine(into: weightGrad, count: C, accumulate: context.accumulateGradients)
-            shards.combine(into: biasGrad, count: C, accumulate: context.accumulateGradients)
+            if context.finalBackward {
+                shards.combine(into: weightGrad, count: C)
+                shards.combine(into: biasGrad, count: C)
+            }
             treeSum(sums, parts: parts, count: 2 * C, stride: 2 * C + 1)
         } else if context.accumulateGradients {
             for c in 0..<C { weightGrad[c] += Float(sums[C + c]); biasGrad[c] += Float(sums[c]) }

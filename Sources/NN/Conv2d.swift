@@ -119,7 +119,7 @@ public final class Conv2d: FusesActivation {
         // (each into its leaf, then the fixed tree), else in one run over the batch.
         let shards = context.shards.flatMap { $0.count > 1 ? $0 : nil }
         let parts = shards?.count ?? 1
-        let accumulate = shards == nil && context.accumulateGradients
+        let accumulate = context.accumulateGradients  // into the gradients, or the shards' leaves
         for j in 0..<parts {
             let wg = shards?.leaf(weightGrad, shard: j) ?? weightGrad!
             let bg = biasGrad.map { shards?.leaf($0, shard: j) ?? $0 }
@@ -155,9 +155,9 @@ public final class Conv2d: FusesActivation {
                 bg?.update(repeating: 0, count: outChannels)
             }
         }
-        if let shards {
-            shards.combine(into: weightGrad, count: outChannels * patch, accumulate: context.accumulateGradients)
-            if let biasGrad { shards.combine(into: biasGrad, count: outChannels, accumulate: context.accumulateGradients) }
+        if let shards, context.finalBackward {
+            shards.combine(into: weightGrad, count: outChannels * patch)
+            if let biasGrad { shards.combine(into: biasGrad, count: outChannels) }
         }
     }
 

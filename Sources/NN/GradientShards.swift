@@ -50,9 +50,10 @@ public struct GradientShards {
     @inline(__always)
     public func size(_ j: Int, of batch: Int) -> Int { j < batch ? (batch - j + count - 1) / count : 0 }
 
-    /// Combines the leaves of `n` values at `g` in the fixed tree, into `g` (or added to `g`, for
-    /// gradient accumulation). The leaves are consumed.
-    public func combine(into g: UnsafeMutablePointer<Float>, count n: Int, accumulate: Bool) {
+    /// Writes the fixed tree over the leaves of `n` values at `g` into `g`; the leaves are consumed.
+    /// With gradient accumulation, the micro-batches add into the leaves (each shard's sum runs on
+    /// in sample order, as on any number of ranks) and only the step's last backward combines them.
+    public func combine(into g: UnsafeMutablePointer<Float>, count n: Int) {
         var m = count / 2
         while m >= 1 {
             for a in 0..<m {
@@ -61,12 +62,7 @@ public struct GradientShards {
             }
             m /= 2
         }
-        let root = leaf(g, shard: 0)
-        if accumulate {
-            for i in 0..<n { g[i] += root[i] }
-        } else {
-            g.update(from: root, count: n)
-        }
+        g.update(from: leaf(g, shard: 0), count: n)
     }
 
     /// The same tree over `count` leaves of `n` doubles each, `stride` apart at `leaves`; the result

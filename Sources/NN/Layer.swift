@@ -27,9 +27,13 @@ public struct StepContext {
     /// in the fixed order; a layer with a faster algorithm that sums differently must not use it
     /// then). nil: one sum over this rank's batch, in any order.
     public var shards: GradientShards?
+    /// The step's last backward pass (with `--accumulate N`, the N-th): with shards, the layers then
+    /// combine the leaves into the gradients; before it, they only add to the leaves.
+    public var finalBackward: Bool
 
     public init(training: Bool, seed: UInt64 = 0, step: UInt64 = 0, sampleIDs: UnsafePointer<Int32>? = nil,
-                accumulateGradients: Bool = false, replicas: CrossReplicaSum? = nil, shards: GradientShards? = nil) {
+                accumulateGradients: Bool = false, replicas: CrossReplicaSum? = nil, shards: GradientShards? = nil,
+                finalBackward: Bool = true) {
         self.training = training
         self.seed = seed
         self.step = step
@@ -37,6 +41,7 @@ public struct StepContext {
         self.accumulateGradients = accumulateGradients
         self.replicas = replicas
         self.shards = shards
+        self.finalBackward = finalBackward
     }
 
     public static let eval = StepContext(training: false)

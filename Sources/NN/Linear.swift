@@ -89,10 +89,10 @@ public final class Linear: FusesActivation {
         }
         // The parameter gradients sum over the rows: over the whole batch, or with --invariant-shards
         // over each shard's rows (j, j + parts, ...: a matrix with `parts` times the row stride) into
-        // its leaf, then through the fixed tree.
+        // its leaf, and after the step's last backward, through the fixed tree.
         let shards = context.shards.flatMap { $0.count > 1 ? $0 : nil }
         let parts = shards?.count ?? 1
-        let accumulate = shards == nil && context.accumulateGradients
+        let accumulate = context.accumulateGradients  // into the gradients, or the shards' leaves
         for j in 0..<parts {
             let rows = shards?.size(j, of: batch) ?? batch
             if let biasGrad {
@@ -104,9 +104,9 @@ public final class Linear: FusesActivation {
                          b: x + j * k, ldb: parts * k, beta: accumulate ? 1 : 0,
                          c: shards?.leaf(weightGrad, shard: j) ?? weightGrad, ldc: k)
         }
-        if let shards {
-            shards.combine(into: weightGrad, count: n * k, accumulate: context.accumulateGradients)
-            if let biasGrad { shards.combine(into: biasGrad, count: n, accumulate: context.accumulateGradients) }
+        if let shards, context.finalBackward {
+            shards.combine(into: weightGrad, count: n * k)
+            if let biasGrad { shards.combine(into: biasGrad, count: n) }
         }
         // dx (B, in) = dy (B, out) W (out, in)
         if let dx {

@@ -445,7 +445,7 @@ public final class Trainer {
         for m in 0..<chunks {
             let lo = min(m * micro, k), n = min(micro, k - lo)
             let context = StepContext(training: true, seed: config.seed, step: UInt64(step), sampleIDs: indices + lo,
-                                      accumulateGradients: m > 0, replicas: replicas, shards: shards)
+                                      accumulateGradients: m > 0, replicas: replicas, shards: shards, finalBackward: m == chunks - 1)
             splits.train.gather(indices + lo, count: n, into: model.input, targets: targets, offset: lo, epoch: epoch)
             clock.lap(&times.data)
             model.forward(batch: n, context: context)

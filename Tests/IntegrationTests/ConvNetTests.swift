@@ -45,7 +45,8 @@ final class ConvNetTests: XCTestCase {
     /// `--invariant-shards 4`: every sum over the batch goes over 4 fixed shards in a fixed tree
     /// (layers, synchronized BatchNorm, the shared-memory reducer), so resnet8 trained for 60 steps
     /// on 1, 2 and 4 MPI ranks and on 4 rank threads (local mode) ends with the same bytes, where
-    /// the default order drifts by 1e-4. With clipping, to include the gradient norm.
+    /// the default order drifts by 1e-4. With clipping, to include the gradient norm; and with
+    /// `--accumulate 2` on 1 and 4 ranks.
     func testResNet8InvariantShardsAreBitwise() throws {
         let dir = temporaryDirectory()
         let common = ["--model", "resnet8", "--log-every", "0", "--max-steps", "60", "--lr", "0.01", "--momentum", "0.9",
@@ -67,6 +68,15 @@ final class ConvNetTests: XCTestCase {
             print("resnet8 --invariant-shards 4, 60 trained steps: max |w(\(run.name)) - w(np1)| = \(d)")
             XCTAssertEqual(FileManager.default.contents(atPath: dir + "/\(run.name).safetensors"), reference, "\(run.name): bitwise those of one rank (max |diff| \(d))")
         }
+        // With gradient accumulation (BatchNorm normalizes each micro-batch over all ranks; each
+        // shard's leaf runs on over the micro-batches, and only the last backward combines them).
+        let accumulated = common.map { $0 == "60" ? "30" : $0 } + ["--accumulate", "2"]
+        ok(Harness.run(accumulated + ["--batch-size", "16", "--save", dir + "/acc1.safetensors"], np: 1))
+        ok(Harness.run(accumulated + ["--batch-size", "4", "--save", dir + "/acc4.safetensors"], np: 4))
+        let accumulatedDifference = Harness.maxAbsDifference(try Harness.weights(dir + "/acc1.safetensors"), try Harness.weights(dir + "/acc4.safetensors"))
+        print("resnet8 --invariant-shards 4 --accumulate 2, 30 trained steps: max |w(np4) - w(np1)| = \(accumulatedDifference)")
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/acc4.safetensors"), FileManager.default.contents(atPath: dir + "/acc1.safetensors"),
+                       "--accumulate 2: np 4 bitwise np 1 (max |diff| \(accumulatedDifference))")
         // Rank counts the tree cannot follow are refused, with one line and exit 2.
         assertCleanFailure(common + ["--batch-size", "8", "--save", dir + "/np3.safetensors"], mentions: "needs a power-of-2 number of ranks that divides 4, not 3", status: 2, np: 3)
         assertCleanFailure(common + ["--batch-size", "8", "--allreduce", "mpi", "--save", dir + "/mpi4.safetensors"],

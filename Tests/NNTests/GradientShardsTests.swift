@@ -12,8 +12,9 @@ final class GradientShardsTests: XCTestCase {
 
     /// The layer's gradients over `batch` samples with 4 shards, against: each shard's samples
     /// (j, j + 4, ...) gathered into a batch of their own through an identical layer without shards,
-    /// combined as (g0 + g2) + (g1 + g3).
-    func checkLeavesAndTree(_ make: () -> Layer, forwardFirst: Bool = false, accumulate: Bool = false, file: StaticString = #filePath, line: UInt = #line) {
+    /// combined as (g0 + g2) + (g1 + g3). With `passes` > 1 (gradient accumulation), each shard's
+    /// leaf accumulates the passes as the plain layer accumulates, and only the last pass combines.
+    func checkLeavesAndTree(_ make: () -> Layer, forwardFirst: Bool = false, passes: Int = 1, file: StaticString = #filePath, line: UInt = #line) {
         let layer = make(), plain = make()
         let store = ParameterStore(gradientShards: shards)
         layer.reserve(in: store, prefix: "", maxBatch: batch)
@@ -26,31 +27,36 @@ final class GradientShardsTests: XCTestCase {
         plainStore.buffers.pointer.update(from: store.buffers.pointer, count: store.bufferCount)
         let n = layer.inputShape.count, m = layer.outputShape.count
         let x = (0..<batch * n).map { _ in rng.uniform(-1, 1) }
-        let dy = (0..<batch * m).map { _ in rng.uniform(-1, 1) }
-        let before = (0..<store.count).map { _ in rng.uniform(-1, 1) }
         var y = [Float](repeating: 0, count: batch * m), plainY = y
         let sharded = GradientShards(count: shards, planes: store.shardPlanes.pointer, gradients: store.gradients.pointer, gradientCount: store.count)
-        let context = StepContext(training: true, accumulateGradients: accumulate, shards: sharded)
-        layer.forward(x, &y, batch: batch, context: context)
-        if accumulate { store.gradients.pointer.update(from: before, count: store.count) }
-        var g = dy
-        g.withUnsafeMutableBufferPointer { layer.backward(x: x, y: y, dy: $0.baseAddress!, dx: nil, batch: batch, context: context) }
-
-        // The leaves, one shard at a time through the plain layer, with the outputs the sharded layer
-        // computed (BatchNorm first sees the whole batch: its backward uses the forward's statistics).
+        layer.forward(x, &y, batch: batch, context: StepContext(training: true, shards: sharded))
+        // BatchNorm's backward uses the forward's statistics: the plain layer sees the whole batch too.
         if forwardFirst { plain.forward(x, &plainY, batch: batch, context: StepContext(training: true)) }
-        var leaves: [[Float]] = []
-        for j in 0..<shards {
-            let rows = Array(stride(from: j, to: batch, by: shards))
-            let xs = rows.flatMap { x[$0 * n ..< ($0 + 1) * n] }
-            var gs = rows.flatMap { dy[$0 * m ..< ($0 + 1) * m] }
-            let ys = rows.flatMap { y[$0 * m ..< ($0 + 1) * m] }
-            gs.withUnsafeMutableBufferPointer { plain.backward(x: xs, y: ys, dy: $0.baseAddress!, dx: nil, batch: rows.count, context: StepContext(training: true)) }
-            leaves.append(Array(UnsafeBufferPointer(start: plainStore.gradients.pointer, count: store.count)))
+
+        var leaves = [[Float]](repeating: [Float](repeating: 0, count: store.count), count: shards)
+        for pass in 0..<passes {
+            let dy = (0..<batch * m).map { _ in rng.uniform(-1, 1) }
+            var g = dy
+            let context = StepContext(training: true, accumulateGradients: pass > 0, shards: sharded, finalBackward: pass == passes - 1)
+            g.withUnsafeMutableBufferPointer { layer.backward(x: x, y: y, dy: $0.baseAddress!, dx: nil, batch: batch, context: context) }
+            // This pass's leaves, one shard at a time through the plain layer, with the outputs the
+            // sharded layer computed.
+            for j in 0..<shards {
+                let rows = Array(stride(from: j, to: batch, by: shards))
+                let xs = rows.flatMap { x[$0 * n ..< ($0 + 1) * n] }
+                var gs = rows.flatMap { dy[$0 * m ..< ($0 + 1) * m] }
+                let ys = rows.flatMap { y[$0 * m ..< ($0 + 1) * m] }
+                // A later pass accumulates into the shard's leaf, as the plain layer accumulates.
+                plainStore.gradients.pointer.update(from: leaves[j], count: store.count)
+                gs.withUnsafeMutableBufferPointer {
+                    plain.backward(x: xs, y: ys, dy: $0.baseAddress!, dx: nil, batch: rows.count,
+                                   context: StepContext(training: true, accumulateGradients: pass > 0))
+                }
+                leaves[j] = Array(UnsafeBufferPointer(start: plainStore.gradients.pointer, count: store.count))
+            }
         }
         for i in 0..<store.count {
-            let tree = (leaves[0][i] + leaves[2][i]) + (leaves[1][i] + leaves[3][i])
-            let expected = accumulate ? before[i] + tree : tree
+            let expected = (leaves[0][i] + leaves[2][i]) + (leaves[1][i] + leaves[3][i])
             if store.gradients[i].bitPattern != expected.bitPattern {
                 return XCTFail("gradient \(i): \(store.gradients[i]), the tree of the shards' gradients gives \(expected)", file: file, line: line)
             }
@@ -59,13 +65,17 @@ final class GradientShardsTests: XCTestCase {
 
     func testLinear() { checkLeavesAndTree { Linear(7, 5) } }
     func testLinearFusedTanhAccumulating() {
-        checkLeavesAndTree({ let l = Linear(6, 4); _ = l.fuse(.tanh); return l }, accumulate: true)
+        checkLeavesAndTree({ let l = Linear(6, 4); _ = l.fuse(.tanh); return l }, passes: 3)
     }
     func testConv2d() { checkLeavesAndTree { Conv2d(input: Shape(2, 5, 5), outChannels: 3, kernel: 3, padding: 1)! } }
     func testConv2dFusedReLUNoBias() {
         checkLeavesAndTree { let c = Conv2d(input: Shape(2, 4, 4), outChannels: 3, kernel: 3, stride: 2, bias: false)!; _ = c.fuse(.relu); return c }
     }
     func testBatchNorm2d() { checkLeavesAndTree({ BatchNorm(input: Shape(3, 4, 4))! }, forwardFirst: true) }
+    func testConv2dAndBatchNormAccumulating() {
+        checkLeavesAndTree({ Conv2d(input: Shape(2, 4, 5), outChannels: 2, kernel: 2)! }, passes: 2)
+        checkLeavesAndTree({ BatchNorm(input: Shape(2, 3))! }, forwardFirst: true, passes: 2)
+    }
 
     /// More shards than samples: the empty ones add zeros.
     func testEmptyShardsAddNothing() {
