@@ -64,12 +64,6 @@ public struct GradientShards {
         }
         g.update(from: leaf(g, shard: 0), count: n)
     }
-
-    /// The same tree over `count` leaves of `n` doubles each, `stride` apart at `leaves`; the result
-    /// is left in the first (BatchNorm's statistics).
-    public func combine(_ leaves: UnsafeMutablePointer<Double>, count n: Int, stride: Int) {
-        treeSum(leaves, parts: count, count: n, stride: stride)
-    }
 }
 
 /// Sums `parts` blocks of `n` doubles, `stride` apart, into the first, in `GradientShards`' tree:

@@ -575,7 +575,7 @@ public final class Trainer {
     }
 
     private func testKill() {
-        if let mark = ProcessInfo.processInfo.environment["DDP_TEST_KILL_MARK"] { FileManager.default.createFile(atPath: mark, contents: nil) }
+        if let mark = ProcessInfo.processInfo.environment["DDP_TEST_KILL_MARK"] { _ = FileManager.default.createFile(atPath: mark, contents: nil) }
         warn("test hook: rank \(comm.rank) kills itself (SIGKILL) at step \(step)")
         Glibc.kill(getpid(), SIGKILL)
     }
