@@ -197,8 +197,11 @@ final class ClusterTests: XCTestCase {
         print("bytes sent per host per step: 2x1 \(oneRank), 2x2 \(twoRanks), 2x2 bf16 \(bf16); 2(H-1)/H x gradient = \(gradient)")
         for (name, sent, expected) in [("2x1", oneRank, gradient), ("2x2", twoRanks, gradient), ("2x2 bf16", bf16, gradient / 2)] {
             for (h, b) in sent.enumerated() {
-                // TCP/IP headers add about 3%.
-                XCTAssertGreaterThanOrEqual(b, expected, "\(name) host \(h + 1)")
+                // TCP/IP headers add up to about 3% (fewer with segmentation offload). The two runs'
+                // fixed traffic (start-up, broadcast, evaluation, retransmits on a busy VM) cancels only
+                // roughly: one run here measured 0.13% under the payload (2,675,339 bytes for 2,678,824).
+                // So: within 2% below and 10% above: one gradient, not half or two.
+                XCTAssertGreaterThanOrEqual(b, expected * 0.98, "\(name) host \(h + 1)")
                 XCTAssertLessThan(b, expected * 1.1, "\(name) host \(h + 1)")
             }
         }
