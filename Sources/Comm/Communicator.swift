@@ -26,6 +26,8 @@ public protocol Communicator: AnyObject {
     func barrier(what: String) throws
     /// Every rank's value, in rank order, on every rank.
     func allgather(_ value: UInt64, what: String) throws -> [UInt64]
+    /// Every rank's `count` values, in rank order, into `all` (room for size x `count`), on every rank.
+    func allgather(_ values: UnsafePointer<Double>, count: Int, into all: UnsafeMutablePointer<Double>, what: String) throws
 
     /// Node-shared memory for the gradient reduction, when every rank runs on this machine: a shared
     /// window with `counts[r]` floats for rank r, contiguous in rank order. Returns each rank's
@@ -126,6 +128,9 @@ public final class LocalCommunicator: Communicator {
     public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int, what: String) throws {}
     public func barrier(what: String) throws {}
     public func allgather(_ value: UInt64, what: String) throws -> [UInt64] { [value] }
+    public func allgather(_ values: UnsafePointer<Double>, count: Int, into all: UnsafeMutablePointer<Double>, what: String) throws {
+        all.update(from: values, count: count)
+    }
     public func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]? { nil }
     public func sharedSync(what: String) throws {}
     public var sharedMemoryKind: String { "none" }

@@ -150,6 +150,13 @@ public final class MPICommunicator: Communicator {
         return all
     }
 
+    public func allgather(_ values: UnsafePointer<Double>, count: Int, into all: UnsafeMutablePointer<Double>, what: String) throws {
+        let slot = takeSlot(what)
+        try Self.check(MPI_Iallgather(values, Int32(count), cmpi_double(), all, Int32(count), cmpi_double(), comm, requests + slot),
+                       "MPI_Iallgather(\(what))")
+        try wait(slot)
+    }
+
     // MARK: - Machines: the ranks of one machine, and the ranks of one local index across machines
 
     private var nodeComm: MPI_Comm?

@@ -104,6 +104,15 @@ public final class ThreadCommunicator: Communicator {
         }
     }
 
+    public func allgather(_ values: UnsafePointer<Double>, count: Int, into all: UnsafeMutablePointer<Double>, what: String) throws {
+        world.post(rank, UnsafeMutableRawPointer(mutating: values))
+        try world.barrier(rank: rank, what: what, step: currentStep)
+        for r in 0..<world.size {
+            (all + r * count).update(from: world.posted(r).assumingMemoryBound(to: Double.self), count: count)
+        }
+        try world.barrier(rank: rank, what: what, step: currentStep)
+    }
+
     /// Rank 0 allocates one block, rank r's segment right after rank r-1's; every rank gets them all.
     public func sharedSegments(counts: [Int]) throws -> [UnsafeMutablePointer<Float>]? {
         precondition(counts.count == size)

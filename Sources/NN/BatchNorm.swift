@@ -86,9 +86,9 @@ public final class BatchNorm: Layer {
         batchesTracked.pointee = 0
     }
 
-    /// Shards of this rank's batch under --invariant-shards (1: off).
+    /// Shards of this rank's batch under --invariant-shards (1: off, or one shard).
     private func shardCount(_ context: StepContext) -> Int {
-        let parts = context.shards?.count ?? 1
+        let parts = context.splitShards?.count ?? 1
         precondition(parts <= reservedShards, "BatchNorm: \(parts) shards, sums reserved for \(reservedShards)")
         return parts
     }
@@ -116,7 +116,7 @@ public final class BatchNorm: Layer {
                     leaf[c] = s1
                     leaf[C + c] = s2
                 }
-                leaf[2 * C] = Double((context.shards?.size(part, of: batch) ?? batch) * L)
+                leaf[2 * C] = Double((context.splitShards?.size(part, of: batch) ?? batch) * L)
             }
             treeSum(sums, parts: parts, count: 2 * C + 1, stride: 2 * C + 1)
             context.replicas?.sum(sums, count: 2 * C + 1)
@@ -175,7 +175,7 @@ public final class BatchNorm: Layer {
                 leaf[C + c] = sdyx
             }
         }
-        if let shards = context.shards, parts > 1 {
+        if let shards = context.splitShards {
             // Each shard's gradient is rounded to float on its own, then the float tree, as the
             // other layers' (and the reducer's, between ranks) are.
             for part in 0..<parts {

@@ -117,7 +117,7 @@ public final class Conv2d: FusesActivation {
         let inCount = inputShape.count, outCount = outputShape.count
         // The parameter gradients sum over the samples, one shard at a time with --invariant-shards
         // (each into its leaf, then the fixed tree), else in one run over the batch.
-        let shards = context.shards.flatMap { $0.count > 1 ? $0 : nil }
+        let shards = context.splitShards
         let parts = shards?.count ?? 1
         let accumulate = context.accumulateGradients  // into the gradients, or the shards' leaves
         for j in 0..<parts {

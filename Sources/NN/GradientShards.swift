@@ -42,11 +42,7 @@ public struct GradientShards {
         planes + j * planeStride + (g - gradients)
     }
 
-    /// Local samples of shard `j` in a batch of `batch`: j, j + count, j + 2 count, ...
-    @inline(__always)
-    public func samples(_ j: Int, of batch: Int) -> StrideTo<Int> { stride(from: j, to: batch, by: count) }
-
-    /// Number of local samples in shard `j`.
+    /// Number of local samples in shard `j` (samples j, j + count, j + 2 count, ...).
     @inline(__always)
     public func size(_ j: Int, of batch: Int) -> Int { j < batch ? (batch - j + count - 1) / count : 0 }
 
@@ -54,21 +50,17 @@ public struct GradientShards {
     /// With gradient accumulation, the micro-batches add into the leaves (each shard's sum runs on
     /// in sample order, as on any number of ranks) and only the step's last backward combines them.
     public func combine(into g: UnsafeMutablePointer<Float>, count n: Int) {
-        var m = count / 2
-        while m >= 1 {
-            for a in 0..<m {
-                let to = leaf(g, shard: a), from = leaf(g, shard: a + m)
-                for i in 0..<n { to[i] += from[i] }
-            }
-            m /= 2
-        }
-        g.update(from: leaf(g, shard: 0), count: n)
+        let root = leaf(g, shard: 0)
+        treeSum(root, parts: count, count: n, stride: planeStride)
+        g.update(from: root, count: n)
     }
 }
 
-/// Sums `parts` blocks of `n` doubles, `stride` apart, into the first, in `GradientShards`' tree:
+/// Sums `parts` blocks of `n` values, `stride` apart, into the first, in `GradientShards`' tree:
 /// parts a and a + parts/2 first, and so on down (a power-of-2 `parts`; any other count sums in order).
-public func treeSum(_ blocks: UnsafeMutablePointer<Double>, parts: Int, count n: Int, stride: Int) {
+/// The shards' float leaves, BatchNorm's double statistics, and the ranks' statistics after a gather.
+@inlinable
+public func treeSum<T: FloatingPoint>(_ blocks: UnsafeMutablePointer<T>, parts: Int, count n: Int, stride: Int) {
     guard parts > 1 else { return }
     if parts & (parts - 1) != 0 {
         for p in 1..<parts { for i in 0..<n { blocks[i] += blocks[p * stride + i] } }

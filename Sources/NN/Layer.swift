@@ -27,6 +27,9 @@ public struct StepContext {
     /// in the fixed order; a layer with a faster algorithm that sums differently must not use it
     /// then). nil: one sum over this rank's batch, in any order.
     public var shards: GradientShards?
+    /// `shards` when the rank's batch is cut into more than one (each summed into its own leaf);
+    /// nil when off or one shard (the sums go straight into the gradients).
+    public var splitShards: GradientShards? { shards.flatMap { $0.count > 1 ? $0 : nil } }
     /// The step's last backward pass (with `--accumulate N`, the N-th): with shards, the layers then
     /// combine the leaves into the gradients; before it, they only add to the leaves.
     public var finalBackward: Bool

@@ -90,7 +90,7 @@ public final class Linear: FusesActivation {
         // The parameter gradients sum over the rows: over the whole batch, or with --invariant-shards
         // over each shard's rows (j, j + parts, ...: a matrix with `parts` times the row stride) into
         // its leaf, and after the step's last backward, through the fixed tree.
-        let shards = context.shards.flatMap { $0.count > 1 ? $0 : nil }
+        let shards = context.splitShards
         let parts = shards?.count ?? 1
         let accumulate = context.accumulateGradients  // into the gradients, or the shards' leaves
         for j in 0..<parts {

@@ -6,22 +6,22 @@ import NN
 /// error is kept and thrown by `throwPending` after the pass.
 ///
 /// `inTreeOrder` (`--invariant-shards`): the sum follows `GradientShards`' tree over the ranks, not
-/// MPI's order. Each rank puts its values in its own slot of a W-slot buffer, zeros elsewhere; the
-/// all-reduce then adds each value only to zeros (exact in any order) and every rank sums the slots
-/// in the tree. Two ranks need no slots: a + b is b + a.
+/// MPI's order: every rank gathers all ranks' values and sums them in the tree itself. Two ranks
+/// need no gather: a + b is b + a.
 final class CommReplicaSum: CrossReplicaSum {
     let comm: Communicator
     let inTreeOrder: Bool
     private var pending: Error?
-    private var slots: UnsafeMutablePointer<Double>?
-    private var slotCapacity = 0
+    /// Every rank's values (inTreeOrder), allocated on the first sum, grown for a larger BatchNorm.
+    private var gathered: UnsafeMutablePointer<Double>?
+    private var gatheredCapacity = 0
 
     init(comm: Communicator, inTreeOrder: Bool) {
         self.comm = comm
         self.inTreeOrder = inTreeOrder && comm.size > 2
     }
 
-    deinit { slots?.deallocate() }
+    deinit { gathered?.deallocate() }
 
     func sum(_ values: UnsafeMutablePointer<Double>, count: Int) {
         guard pending == nil else { return }
@@ -30,15 +30,13 @@ final class CommReplicaSum: CrossReplicaSum {
                 return try comm.allreduceSum(values, count: count, what: "allreduce(BatchNorm statistics)")
             }
             let w = comm.size
-            if slotCapacity < count {  // once per model size: the largest BatchNorm's first pass
-                slots?.deallocate()
-                slots = .allocate(capacity: w * count)
-                slotCapacity = count
+            if gatheredCapacity < count {  // once per model size: the largest BatchNorm's first pass
+                gathered?.deallocate()
+                gathered = .allocate(capacity: w * count)
+                gatheredCapacity = count
             }
-            let buffer = slots!
-            buffer.update(repeating: 0, count: w * count)
-            (buffer + comm.rank * count).update(from: values, count: count)
-            try comm.allreduceSum(buffer, count: w * count, what: "allreduce(BatchNorm statistics)")
+            let buffer = gathered!
+            try comm.allgather(values, count: count, into: buffer, what: "allgather(BatchNorm statistics)")
             treeSum(buffer, parts: w, count: count, stride: count)
             values.update(from: buffer, count: count)
         } catch {

@@ -208,7 +208,8 @@ public final class Trainer {
     static func makeReducer(config: TrainConfig, comm: Communicator, model: Sequential, stateBuffers: Int) throws -> GradientReducer {
         let mode = config.allreduce
         if comm.size > 1 && (mode == "auto" || mode == "shared"),
-           let shared = try SharedMemoryReduce(comm: comm, count: model.store.count, stateBuffers: stateBuffers) {
+           let shared = try SharedMemoryReduce(comm: comm, count: model.store.count, stateBuffers: stateBuffers,
+                                               inTreeOrder: config.invariantShards != nil) {
             model.allocate(parameters: shared.parameterMemory, gradients: shared.gradientMemory,
                            initializeParametersWithSeed: comm.isRoot ? config.seed : nil)
             return shared

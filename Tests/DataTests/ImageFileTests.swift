@@ -178,7 +178,6 @@ final class ImageFileTests: XCTestCase {
     func testDecodeMatchesPIL() throws {
         try requirePIL()
         let dir = temporaryFolder()
-        defer { try? FileManager.default.removeItem(at: dir) }
         let script = """
             import sys
             from PIL import Image
@@ -287,7 +286,6 @@ final class ImageFileTests: XCTestCase {
     /// PIL's `Image.resize((width, height), Image.BILINEAR)` of `image`, as planes.
     func pilResize(_ image: DecodedImage, width: Int, height: Int) throws -> [UInt8] {
         let dir = temporaryFolder()
-        defer { try? FileManager.default.removeItem(at: dir) }
         let input = dir.appendingPathComponent("in"), output = dir.appendingPathComponent("out")
         let n = image.width * image.height
         let interleaved = (0..<n * image.channels).map { image.pixels[($0 % image.channels) * n + $0 / image.channels] }
@@ -307,6 +305,7 @@ final class ImageFileTests: XCTestCase {
         return (0..<m * image.channels).map { out[($0 % m) * image.channels + $0 / m] }
     }
 
+    /// `temporaryDirectory()` as a URL (removed when the test ends).
     func temporaryFolder() -> URL { URL(fileURLWithPath: temporaryDirectory()) }
 
     @discardableResult

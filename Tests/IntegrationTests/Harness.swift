@@ -63,10 +63,8 @@ enum Harness {
         environment["DDP_DATA_DIR"] = mnist
         for (k, v) in env { environment[k] = v }
         process.environment = environment
-        let outDir = NSTemporaryDirectory() + "ddp-it-out-\(UUID().uuidString)"
-        try! FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: outDir) }
-        let outFile = outDir + "/out", errFile = outFile + ".err"
+        let outFile = NSTemporaryDirectory() + "ddp-it-out-\(UUID().uuidString)", errFile = outFile + ".err"
+        defer { for file in [outFile, errFile] { try? FileManager.default.removeItem(atPath: file) } }
         FileManager.default.createFile(atPath: outFile, contents: nil)
         FileManager.default.createFile(atPath: errFile, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: outFile)
