@@ -8,7 +8,7 @@
 ///   optimized, not gradient-reduced; every rank computes the same values.
 /// - **workspace**: a layer's own memory for the largest batch, kept from forward to backward
 ///   (activations inside a block, BatchNorm's batch statistics, max-pooling's argmax).
-/// - **scratch**: memory a layer needs only during one call (Conv2d's im2col columns). One region,
+/// - **scratch**: memory a layer needs only during one call (Conv2d's im2col columns or Winograd tiles). One region,
 ///   as large as the largest request, shared by every layer: only one layer runs at a time.
 ///
 /// Layers `reserve` ranges (offsets) before `seal`, and take pointers once after it.

@@ -8,7 +8,9 @@ import Engine
 /// Backward recomputes the columns (cheaper than keeping N of them) for dW += dy_s x columns^T, then
 /// overwrites them with dcolumns = W^T dy_s and folds them back into dx_s (col2im). The columns are
 /// scratch: one sample's worth, shared with every other layer. A 1x1 convolution with stride 1 and
-/// no padding reads x directly. With a fused activation (`FusesActivation`), y = f(conv + bias) in
+/// no padding reads x directly. A 3x3 convolution with stride 1 and at least 8 channels in and out
+/// runs as Winograd's F(2x2, 3x3) instead (`Winograd3x3`): 2.25x fewer multiplications, the same
+/// result up to rounding. With a fused activation (`FusesActivation`), y = f(conv + bias) in
 /// the pass that adds the bias, and backward applies f' in the pass that sums the bias gradient.
 public final class Conv2d: FusesActivation {
     public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
@@ -29,10 +31,16 @@ public final class Conv2d: FusesActivation {
     private var weightGrad: UnsafeMutablePointer<Float>! { parameters.weightGrad }
     private var bias: UnsafeMutablePointer<Float>? { parameters.bias }
     private var biasGrad: UnsafeMutablePointer<Float>? { parameters.biasGrad }
+    /// The columns (im2col), or Winograd's transforms: this call's scratch.
     private var columns: UnsafeMutablePointer<Float>!
+    private let winograd: Winograd3x3?
+    /// Whether this convolution runs as Winograd's F(2x2, 3x3) (else im2col and one GEMM per sample).
+    public var usesWinograd: Bool { winograd != nil }
 
-    /// `input`: (Cin, H, W). Fails (nil) when the kernel does not fit the padded input.
-    public init?(input: Shape, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
+    /// `input`: (Cin, H, W). Fails (nil) when the kernel does not fit the padded input. `winograd`:
+    /// whether Winograd may run where it applies (false: always im2col, for comparisons).
+    public init?(input: Shape, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true,
+                 winograd: Bool = true) {
         guard input.rank == 3, outChannels > 0, kernel > 0, stride > 0, padding >= 0 else { return nil }
         inChannels = input.dims[0]
         height = input.dims[1]
@@ -48,6 +56,8 @@ public final class Conv2d: FusesActivation {
         inputShape = input
         outputShape = Shape(outChannels, outHeight, outWidth)
         parameters = WeightAndBias(weightShape: [outChannels, inChannels, kernel, kernel], bias: bias)
+        self.winograd = winograd && Winograd3x3.applies(inChannels: inChannels, outChannels: outChannels, kernel: kernel, stride: stride)
+            ? Winograd3x3(inChannels: inChannels, outChannels: outChannels, height: height, width: width, padding: padding) : nil
     }
 
     public var typeName: String {
@@ -69,7 +79,11 @@ public final class Conv2d: FusesActivation {
 
     public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {
         parameters.reserve(in: store, prefix: prefix)
-        if !pointwise { store.reserveScratch(patch * pixels) }
+        if let winograd {
+            store.reserveScratch(winograd.scratchFloats)
+        } else if !pointwise {
+            store.reserveScratch(patch * pixels)
+        }
     }
 
     public func bind(to store: ParameterStore) {
@@ -81,18 +95,22 @@ public final class Conv2d: FusesActivation {
     public func resetParameters(rng: inout RandomStream) { parameters.reset(rng: &rng) }
 
     public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] {
-        [GEMMShape(m: outChannels, n: pixels, k: patch, transA: false, transB: false, repeats: batch),
+        if let winograd { return winograd.gemms(batch: batch, inputGrad: inputGrad) }
+        return [GEMMShape(m: outChannels, n: pixels, k: patch, transA: false, transB: false, repeats: batch),
          GEMMShape(m: outChannels, n: patch, k: pixels, transA: false, transB: true, repeats: batch)]
             + (inputGrad ? [GEMMShape(m: patch, n: pixels, k: outChannels, transA: true, transB: false, repeats: batch)] : [])
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         let inCount = inputShape.count, outCount = outputShape.count
+        winograd?.forward(x, y, batch: batch, weight: weight, scratch: columns)
         for s in 0..<batch {
-            let cols = unrolled(x + s * inCount)
             let ys = y + s * outCount
-            Kernels.gemm(transA: false, transB: false, m: outChannels, n: pixels, k: patch,
-                         a: weight, lda: patch, b: cols, ldb: pixels, beta: 0, c: ys, ldc: pixels)
+            if winograd == nil {
+                let cols = unrolled(x + s * inCount)
+                Kernels.gemm(transA: false, transB: false, m: outChannels, n: pixels, k: patch,
+                             a: weight, lda: patch, b: cols, ldb: pixels, beta: 0, c: ys, ldc: pixels)
+            }
             if let activation {
                 activation.withFunction { f in epilogue(ys, f) }
             } else if hasBias {
@@ -114,7 +132,7 @@ public final class Conv2d: FusesActivation {
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        let inCount = inputShape.count, outCount = outputShape.count
+        let inCount = inputShape.count
         // The parameter gradients sum over the samples, one shard at a time with --invariant-shards
         // (each into its leaf, then the fixed tree), else in one run over the batch.
         let shards = context.splitShards
@@ -124,15 +142,19 @@ public final class Conv2d: FusesActivation {
             let wg = shards?.leaf(weightGrad, shard: j) ?? weightGrad!
             let bg = biasGrad.map { shards?.leaf($0, shard: j) ?? $0 }
             var first = !accumulate
-            for s in Swift.stride(from: j, to: batch, by: parts) {
-                // With a fused activation dy becomes the gradient before it, in place (this layer's own
-                // output gradient buffer), in the pass that sums the bias gradient.
-                let g = UnsafeMutablePointer(mutating: dy + s * outCount)
-                if let activation {
-                    activation.withDerivative { d in biasGradient(g, y + s * outCount, into: bg, first: first, d) }
-                } else if hasBias {
-                    biasGradient(g, nil, into: bg, first: first) { _ in 1 }
+            let samples = Swift.stride(from: j, to: batch, by: parts)
+            if let winograd {
+                for s in samples {
+                    outputGradient(sample: s, y: y, dy: dy, biasGrad: bg, first: first)
+                    first = false
                 }
+                if first { bg?.update(repeating: 0, count: outChannels) }
+                winograd.backward(x: x, dy: dy, dx: dx, samples: samples, weight: weight, weightGrad: wg,
+                                  accumulate: accumulate, scratch: columns)
+                continue
+            }
+            for s in samples {
+                let g = outputGradient(sample: s, y: y, dy: dy, biasGrad: bg, first: first)
                 let cols = unrolled(x + s * inCount)
                 // dW (Cout, Cin*K*K) (+)= g (Cout, Ho*Wo) x columns^T
                 Kernels.gemm(transA: false, transB: true, m: outChannels, n: patch, k: pixels,
@@ -159,6 +181,21 @@ public final class Conv2d: FusesActivation {
             shards.combine(into: weightGrad, count: outChannels * patch)
             if let biasGrad { shards.combine(into: biasGrad, count: outChannels) }
         }
+    }
+
+    /// With a fused activation dy becomes the gradient before it, in place (this layer's own output
+    /// gradient buffer), in the pass that sums the bias gradient. Returns the sample's gradient.
+    @inline(__always) @discardableResult
+    private func outputGradient(sample s: Int, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                biasGrad bg: UnsafeMutablePointer<Float>?, first: Bool) -> UnsafeMutablePointer<Float> {
+        let outCount = outputShape.count
+        let g = UnsafeMutablePointer(mutating: dy + s * outCount)
+        if let activation {
+            activation.withDerivative { d in biasGradient(g, y + s * outCount, into: bg, first: first, d) }
+        } else if hasBias {
+            biasGradient(g, nil, into: bg, first: first) { _ in 1 }
+        }
+        return g
     }
 
     /// g[c, p] *= f'(y[c, p]) (when `y` is given), and the bias gradient (+)= the row sums of g.

@@ -99,6 +99,15 @@ final class GradientCheckTests: XCTestCase {
     func testConv2dStridePadding() { check(Conv2d(input: Shape(2, 5, 6), outChannels: 2, kernel: 3, stride: 2, padding: 1)!) }
     func testConv2dLargePaddingNoBias() { check(Conv2d(input: Shape(1, 3, 3), outChannels: 2, kernel: 2, stride: 3, padding: 2, bias: false)!) }
     func testConv2dPointwise() { check(Conv2d(input: Shape(3, 2, 2), outChannels: 2, kernel: 1)!) }
+    /// 3x3, stride 1, 8+ channels: Winograd's F(2x2, 3x3), odd output sizes, with and without padding.
+    func testConv2dWinograd() {
+        let conv = Conv2d(input: Shape(8, 5, 4), outChannels: 8, kernel: 3, padding: 1)!
+        XCTAssertTrue(conv.usesWinograd)
+        check(conv)
+        let fused = Conv2d(input: Shape(8, 5, 6), outChannels: 9, kernel: 3, bias: false)!
+        XCTAssertTrue(fused.usesWinograd && fused.fuse(.tanh))
+        check(fused)
+    }
     /// ReLU's kink defeats finite differences over a whole conv: the fused layer must instead equal
     /// Conv2d then ReLU (each checked on its own) exactly, output and every gradient.
     func testConv2dFusedReLUEqualsConvThenReLU() throws {

@@ -71,6 +71,10 @@ final class GradientShardsTests: XCTestCase {
     func testConv2dFusedReLUNoBias() {
         checkLeavesAndTree { let c = Conv2d(input: Shape(2, 4, 4), outChannels: 3, kernel: 3, stride: 2, bias: false)!; _ = c.fuse(.relu); return c }
     }
+    func testConv2dWinogradFusedTanhAccumulating() {
+        checkLeavesAndTree({ let c = Conv2d(input: Shape(8, 5, 4), outChannels: 8, kernel: 3, padding: 1)!; _ = c.fuse(.tanh); return c },
+                           passes: 2)
+    }
     func testBatchNorm2d() { checkLeavesAndTree({ BatchNorm(input: Shape(3, 4, 4))! }, forwardFirst: true) }
     func testConv2dAndBatchNormAccumulating() {
         checkLeavesAndTree({ Conv2d(input: Shape(2, 4, 5), outChannels: 2, kernel: 2)! }, passes: 2)

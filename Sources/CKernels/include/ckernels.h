@@ -16,3 +16,5 @@ void ckernels_bf16_to_f32(float *dst, const uint16_t *src, size_t count);
 /// publishes the caller's earlier writes, and a load that sees them.
 void ckernels_atomic_add_release(int64_t *p, int64_t v);
 int64_t ckernels_atomic_load_acquire(const int64_t *p);
+
+#include "winograd.h"
