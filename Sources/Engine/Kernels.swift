@@ -24,6 +24,13 @@ public enum Kernels {
     public static func atomicAddRelease(_ p: UnsafeMutablePointer<Int64>, _ v: Int64) { ckernels_atomic_add_release(p, v) }
     public static func atomicLoadAcquire(_ p: UnsafePointer<Int64>) -> Int64 { ckernels_atomic_load_acquire(p) }
 
+    /// MaxPool2d(2, stride 2) over `planes` planes (h, w) -> (ho, wo): the maxima and their positions
+    /// within the plane (the first of equal values; NaN wins, as in torch).
+    public static func maxPool2x2(_ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int, outHeight: Int, outWidth: Int,
+                                  _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
+        ckernels_maxpool2x2(x, planes, Int32(height), Int32(width), Int32(outHeight), Int32(outWidth), y, argmax)
+    }
+
     /// C[M,N] = alpha * op(A) * op(B) + beta * C, row-major.
     @inline(__always)
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,

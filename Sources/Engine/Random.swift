@@ -1,3 +1,5 @@
+import CKernels
+
 /// Seeded randomness. Two kinds, both reproducible from integers alone:
 /// - `RandomStream`: a sequential generator (xoshiro256**) whose whole state is four words, for
 ///   parameter init, permutations and synthetic data.
@@ -63,6 +65,12 @@ public enum CounterRandom {
     @inline(__always)
     public static func unitFloat(key: UInt64, counter: UInt64) -> Float {
         Float(splitMix64(key ^ splitMix64(counter)) >> 40) * 0x1p-24
+    }
+
+    /// mask[i] = unitFloat(key, i) >= p ? 1 : 0 for i < count (in C, vectorized: the same bits).
+    @inline(__always)
+    public static func mask(_ mask: UnsafeMutablePointer<UInt8>, key: UInt64, count: Int, keepAbove p: Float) {
+        ckernels_dropout_mask(mask, key, count, p)
     }
 
     /// A key from four integers (fixed arity: a variadic would allocate an array per call).

@@ -94,8 +94,8 @@ public final class Conv2d: FusesActivation {
     /// torch.nn.Conv2d.reset_parameters (`WeightAndBias.reset`, fan_in = Cin*K*K).
     public func resetParameters(rng: inout RandomStream) { parameters.reset(rng: &rng) }
 
-    public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] {
-        if let winograd { return winograd.gemms(batch: batch, inputGrad: inputGrad) }
+    public func gemms(batch: Int, inputGrad: Bool, direct: Bool) -> [GEMMShape] {
+        if let winograd, !direct { return winograd.gemms(batch: batch, inputGrad: inputGrad) }
         return [GEMMShape(m: outChannels, n: pixels, k: patch, transA: false, transB: false, repeats: batch),
          GEMMShape(m: outChannels, n: patch, k: pixels, transA: false, transB: true, repeats: batch)]
             + (inputGrad ? [GEMMShape(m: patch, n: pixels, k: outChannels, transA: true, transB: false, repeats: batch)] : [])
@@ -205,14 +205,17 @@ public final class Conv2d: FusesActivation {
         let n = pixels
         for c in 0..<outChannels {
             let row = g + c * n
-            var sum: Float = 0
             if let y {
                 let yr = y + c * n
-                for p in 0..<n { row[p] *= derivative(yr[p]); sum += row[p] }
-            } else {
-                for p in 0..<n { sum += row[p] }
+                for p in 0..<n { row[p] *= derivative(yr[p]) }
             }
-            if let biasGrad { biasGrad[c] = first ? sum : biasGrad[c] + sum }
+            guard let biasGrad else { continue }
+            // 16 running sums, then their total (a float sum the compiler would not reorder).
+            var lanes = F16(), p = 0
+            while p + 16 <= n { lanes += load16(row, p); p += 16 }
+            var sum = lanes.sum()
+            while p < n { sum += row[p]; p += 1 }
+            biasGrad[c] = first ? sum : biasGrad[c] + sum
         }
     }
 

@@ -63,7 +63,7 @@ public class Dropout: ShapePreserving, KeyedRandomness {
         for r in 0..<batch {
             let sample = UInt64(UInt32(bitPattern: context.sampleIDs?[r] ?? Int32(r)))
             let key = CounterRandom.key(context.seed, context.step, randomnessIndex, sample)
-            for d in 0..<draws { mask[r * draws + d] = CounterRandom.unitFloat(key: key, counter: UInt64(d)) >= p ? 1 : 0 }
+            CounterRandom.mask(mask + r * draws, key: key, count: draws, keepAbove: p)
         }
         applyMask(x, y, batch: batch)
     }

@@ -79,8 +79,9 @@ public protocol Layer: AnyObject {
     func resetParameters(rng: inout RandomStream)
     var parameterCount: Int { get }
     /// The matrix products one training step makes at `batch` samples (the bench's sgemm bound);
-    /// `inputGrad`: whether backward computes dx.
-    func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape]
+    /// `inputGrad`: whether backward computes dx. `direct`: those of the layer's definition as GEMMs
+    /// (a convolution's im2col), not those of a faster algorithm that it runs instead (Winograd).
+    func gemms(batch: Int, inputGrad: Bool, direct: Bool) -> [GEMMShape]
 
     /// Adds this layer's inference operators on `x` to `graph` (ONNX's names; parameters named
     /// `prefix` + "weight" and so on, as in the weights file) and returns its output's name.
@@ -107,7 +108,7 @@ extension Layer {
     public func bind(to store: ParameterStore) {}
     public func resetParameters(rng: inout RandomStream) {}
     public var parameterCount: Int { 0 }
-    public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] { [] }
+    public func gemms(batch: Int, inputGrad: Bool, direct: Bool) -> [GEMMShape] { [] }
 }
 
 /// A layer that can apply the elementwise activation after it in its own output pass (Linear and

@@ -117,9 +117,9 @@ final class LayerChain {
         }
     }
 
-    /// The GEMMs of one training step at `batch` samples.
-    func gemms(batch: Int) -> [GEMMShape] {
-        layers.indices.flatMap { layers[$0].gemms(batch: batch, inputGrad: needsInputGrad[$0]) }
+    /// The GEMMs of one training step at `batch` samples (`direct`: see `Layer.gemms`).
+    func gemms(batch: Int, direct: Bool) -> [GEMMShape] {
+        layers.indices.flatMap { layers[$0].gemms(batch: batch, inputGrad: needsInputGrad[$0], direct: direct) }
     }
 
     /// Every layer, inner layers of blocks included, depth first.

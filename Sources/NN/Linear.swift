@@ -46,7 +46,7 @@ public final class Linear: FusesActivation {
     public func resetParameters(rng: inout RandomStream) { parameters.reset(rng: &rng) }
 
     /// Forward y = x W^T, the weight gradient dy^T x, and (when an earlier layer trains) dx = dy W.
-    public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] {
+    public func gemms(batch: Int, inputGrad: Bool, direct: Bool) -> [GEMMShape] {
         [GEMMShape(m: batch, n: outFeatures, k: inFeatures, transA: false, transB: true),
          GEMMShape(m: outFeatures, n: inFeatures, k: batch, transA: true, transB: false)]
             + (inputGrad ? [GEMMShape(m: batch, n: inFeatures, k: outFeatures, transA: false, transB: false)] : [])

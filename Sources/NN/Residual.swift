@@ -76,8 +76,8 @@ public final class Residual: ContainsLayers {
         shortcut?.resetParameters(rng: &rng)
     }
 
-    public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] {
-        body.gemms(batch: batch) + (shortcut?.gemms(batch: batch, inputGrad: inputGrad) ?? [])
+    public func gemms(batch: Int, inputGrad: Bool, direct: Bool) -> [GEMMShape] {
+        body.gemms(batch: batch, direct: direct) + (shortcut?.gemms(batch: batch, inputGrad: inputGrad, direct: direct) ?? [])
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {

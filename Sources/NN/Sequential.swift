@@ -88,8 +88,9 @@ public final class Sequential {
 
     public var parameterCount: Int { store.trainableCount }
 
-    /// The GEMMs of one training step at `batch` samples, every layer's (blocks' inner layers included).
-    public func gemms(batch: Int) -> [GEMMShape] { chain.gemms(batch: batch) }
+    /// The GEMMs of one training step at `batch` samples, every layer's (blocks' inner layers
+    /// included); `direct`: those of the layers' definitions, convolutions as im2col.
+    public func gemms(batch: Int, direct: Bool = false) -> [GEMMShape] { chain.gemms(batch: batch, direct: direct) }
 
     /// One line per layer, the tutorials' model summary: torch name, module, output shape, parameters.
     public func summary(title: String = "Model") -> String {

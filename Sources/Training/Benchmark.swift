@@ -7,6 +7,10 @@ import NN
 /// bound: the samples/s the step would reach if each of its GEMMs ran at the rate measured, in this
 /// run and with this run's BLAS threads, for that GEMM's shape. With the shared-memory reducer,
 /// `ms_optimizer` is this rank's slice of the sum and of the update; the barriers are the wait.
+/// Where a convolution runs as Winograd (fewer multiplications than its definition), the bound is
+/// that of the GEMMs that run; `direct_sgemm_bound_samples_per_s` and `direct_efficiency` measure
+/// against the GEMMs of the model's definition instead (convolutions as im2col, as PyTorch counts
+/// a model's flops).
 public enum Benchmark {
     public struct Report: Codable {
         public var model: String
@@ -27,6 +31,8 @@ public enum Benchmark {
         public var sgemm_gflops: Double
         public var sgemm_bound_samples_per_s: Double
         public var efficiency: Double
+        public var direct_sgemm_bound_samples_per_s: Double
+        public var direct_efficiency: Double
     }
 
     /// Milliseconds for one step's GEMMs, each shape timed in isolation at steady state.
@@ -76,19 +82,23 @@ public enum Benchmark {
         let t = trainer.times
 
         // Every rank times its GEMMs at once, as they run in training: cores and memory are shared.
-        let gemm = gemmTime(trainer.model.gemms(batch: trainer.config.batchSize))
-        var sums = [gemm.ms, gemm.gflops]
+        let shapes = trainer.model.gemms(batch: trainer.config.batchSize)
+        let directShapes = trainer.model.gemms(batch: trainer.config.batchSize, direct: true)
+        let gemm = gemmTime(shapes)
+        let direct = directShapes == shapes ? gemm : gemmTime(directShapes)
+        var sums = [gemm.ms, gemm.gflops, direct.ms]
         try comm.allreduceSum(&sums, what: "allreduce(bench gemm)")
-        let gemmMs = sums[0] / Double(comm.size), gflops = sums[1] / Double(comm.size)
+        let gemmMs = sums[0] / Double(comm.size), gflops = sums[1] / Double(comm.size), directMs = sums[2] / Double(comm.size)
         let global = Double(trainer.sampler.globalBatch)
         let samples = global * Double(steps) / seconds
-        let bound = global / (gemmMs / 1000)
+        let bound = global / (gemmMs / 1000), directBound = global / (directMs / 1000)
         let n = Double(max(t.steps, 1))
         return Report(model: trainer.spec.description, allreduce: trainer.reducer.description, ranks: comm.size, per_rank_batch: trainer.config.batchSize,
                       blas_threads: BLAS.threads, blas_core: BLAS.coreName, steps: steps,
                       samples_per_s: samples.rounded(), ms_per_step: seconds * 1000 / Double(steps),
                       ms_forward: t.forward / n, ms_backward: t.backward / n, ms_allreduce_wait: t.allreduceWait / n,
                       ms_optimizer: t.optimizer / n, ms_data: t.data / n, gemm_ms_per_step: gemmMs,
-                      sgemm_gflops: gflops, sgemm_bound_samples_per_s: bound.rounded(), efficiency: samples / bound)
+                      sgemm_gflops: gflops, sgemm_bound_samples_per_s: bound.rounded(), efficiency: samples / bound,
+                      direct_sgemm_bound_samples_per_s: directBound.rounded(), direct_efficiency: samples / directBound)
     }
 }

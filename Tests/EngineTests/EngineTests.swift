@@ -36,6 +36,21 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(floats.reduce(0, +) / 10_000, 0.5, accuracy: 0.02)
     }
 
+    /// Dropout's vectorized mask is CounterRandom.unitFloat >= p, bit for bit, and keeps about 1 - p.
+    func testCounterRandomMaskEqualsUnitFloat() {
+        var mask = [UInt8](repeating: 7, count: 10_003)
+        for (key, p) in [(UInt64(1), Float(0.5)), (0xDEAD_BEEF_0123_4567, 0.25), (42, 0), (9, 0.999)] {
+            CounterRandom.mask(&mask, key: key, count: mask.count, keepAbove: p)
+            var kept = 0
+            for i in 0..<mask.count {
+                let expected: UInt8 = CounterRandom.unitFloat(key: key, counter: UInt64(i)) >= p ? 1 : 0
+                if mask[i] != expected { return XCTFail("key \(key), p \(p), element \(i): \(mask[i]), expected \(expected)") }
+                kept += Int(mask[i])
+            }
+            XCTAssertEqual(Double(kept) / Double(mask.count), Double(1 - p), accuracy: 0.02, "p \(p)")
+        }
+    }
+
     func testParameterStoreAlignsAndChecksums() {
         let store = ParameterStore()
         let a = store.reserve(name: "a", shape: [3])

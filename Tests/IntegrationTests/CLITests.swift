@@ -60,6 +60,27 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(Harness.run(["--help"]).stdout.contains("evaluate"), "subcommands listed")
     }
 
+    /// `bench` prints one JSON object. With Winograd convolutions (the CNN preset's second one),
+    /// the bound over the GEMMs that run is above the bound over the definition's GEMMs (im2col);
+    /// for an MLP the two are the same figure.
+    func testBenchReportsBothBounds() throws {
+        for (model, winograd) in [("cnn", true), ("mlp:64", false)] {
+            let r = Harness.run(["bench", "--model", model, "--batch-size", "8", "--steps", "3", "--warmup", "1", "--local-ranks", "1"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let line = try XCTUnwrap(r.stdout.split(separator: "\n").last(where: { $0.hasPrefix("{") }), r.stdout)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
+            let bound = try XCTUnwrap(json["sgemm_bound_samples_per_s"] as? Double), direct = try XCTUnwrap(json["direct_sgemm_bound_samples_per_s"] as? Double)
+            let samples = try XCTUnwrap(json["samples_per_s"] as? Double)
+            XCTAssertGreaterThan(samples, 0, model)
+            if winograd {
+                XCTAssertGreaterThan(bound, 1.3 * direct, "\(model): Winograd's GEMMs do 2.25x fewer flops in conv2: \(line)")
+            } else {
+                XCTAssertEqual(bound, direct, "\(model): \(line)")
+            }
+            XCTAssertEqual(try XCTUnwrap(json["direct_efficiency"] as? Double), samples / direct, accuracy: 0.01 * samples / direct)
+        }
+    }
+
     /// Python's safetensors package (numpy) reads what --save writes, with PyTorch's names.
     func testPythonSafetensorsReadsOurFile() throws {
         let python = Process()

@@ -18,3 +18,10 @@ void ckernels_atomic_add_release(int64_t *p, int64_t v);
 int64_t ckernels_atomic_load_acquire(const int64_t *p);
 
 #include "winograd.h"
+
+/// MaxPool2d(2, stride 2) over `planes` planes of (h, w) into (ho, wo): y the maxima, argmax each
+/// one's position within its plane (the first of equal values; NaN wins).
+void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, int wo, float *y, int32_t *argmax);
+
+/// mask[i] = 1 when CounterRandom.unitFloat(key, i) >= p, else 0, for i < count.
+void ckernels_dropout_mask(uint8_t *mask, uint64_t key, size_t count, float p);

@@ -1,0 +1,37 @@
+// MaxPool2d's common case, a 2x2 window at stride 2, with the compiler's vectorization of the
+// interleaved loads (Pooling.swift has the general loop, with the same rule).
+#include "ckernels.h"
+
+#if defined(__x86_64__) && defined(__clang__)
+#define MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MULTIVERSION
+#endif
+
+// m, i = the window's maximum and its position so far; v at position j replaces them when larger,
+// or when it is NaN and m is not (NaN wins, as in torch; the first of equal values stays).
+#define TAKE(v, j) do { float v_ = (v); int better_ = v_ > m || (v_ != v_ && m == m); m = better_ ? v_ : m; i = better_ ? (j) : i; } while (0)
+
+MULTIVERSION
+void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, int wo, float *y, int32_t *argmax) {
+    for (size_t plane = 0; plane < planes; plane++) {
+        const float *xp = x + plane * (size_t)h * w;
+        float *yp = y + plane * (size_t)ho * wo;
+        int32_t *ap = argmax + plane * (size_t)ho * wo;
+        for (int oh = 0; oh < ho; oh++) {
+            const float *restrict r0 = xp + (size_t)(2 * oh) * w, *restrict r1 = r0 + w;
+            float *restrict ym = yp + (size_t)oh * wo;
+            int32_t *restrict am = ap + (size_t)oh * wo;
+            const int base = 2 * oh * w;
+            for (int ow = 0; ow < wo; ow++) {
+                float m = r0[2 * ow];
+                int32_t i = base + 2 * ow;
+                TAKE(r0[2 * ow + 1], base + 2 * ow + 1);
+                TAKE(r1[2 * ow], base + w + 2 * ow);
+                TAKE(r1[2 * ow + 1], base + w + 2 * ow + 1);
+                ym[ow] = m;
+                am[ow] = i;
+            }
+        }
+    }
+}
