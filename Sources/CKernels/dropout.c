@@ -22,3 +22,10 @@ void ckernels_dropout_mask(uint8_t *mask, uint64_t key, size_t count, float p) {
         mask[i] = u >= p;
     }
 }
+
+MULTIVERSION
+void ckernels_apply_mask(float *dst, const float *src, const uint8_t *mask, size_t count, float scale) {
+    // Element i reads and writes only index i: safe to vectorize when dst is src.
+#pragma clang loop vectorize(assume_safety)
+    for (size_t i = 0; i < count; i++) dst[i] = mask[i] ? src[i] * scale : 0.0f;
+}

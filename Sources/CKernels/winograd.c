@@ -19,7 +19,7 @@
 #define MULTIVERSION
 #endif
 
-void wino_kernels(const float *w, int cout, int cin, float *u) {
+void wino_kernels(const float *w, int cout, int cin, int transposed, float *u) {
     const size_t plane = (size_t)cout * cin;
     for (size_t k = 0; k < plane; k++) {
         const float *g = w + 9 * k;
@@ -31,12 +31,14 @@ void wino_kernels(const float *w, int cout, int cin, float *u) {
             t[2][c] = 0.5f * (g0 - g1 + g2);
             t[3][c] = g2;
         }
+        // Plane position of kernel k = (co, ci): co * cin + ci, or ci * cout + co transposed.
+        const size_t at = transposed ? (k % cin) * cout + k / cin : k;
         for (int r = 0; r < 4; r++) {
             float t0 = t[r][0], t1 = t[r][1], t2 = t[r][2];
-            u[(4 * r + 0) * plane + k] = t0;
-            u[(4 * r + 1) * plane + k] = 0.5f * (t0 + t1 + t2);
-            u[(4 * r + 2) * plane + k] = 0.5f * (t0 - t1 + t2);
-            u[(4 * r + 3) * plane + k] = t2;
+            u[(4 * r + 0) * plane + at] = t0;
+            u[(4 * r + 1) * plane + at] = 0.5f * (t0 + t1 + t2);
+            u[(4 * r + 2) * plane + at] = 0.5f * (t0 - t1 + t2);
+            u[(4 * r + 3) * plane + at] = t2;
         }
     }
 }

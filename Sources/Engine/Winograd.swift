@@ -63,14 +63,14 @@ public struct Winograd3x3 {
     public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] {
         [GEMMShape(m: outChannels, n: tiles, k: inChannels, transA: false, transB: false, repeats: 16 * batch),
          GEMMShape(m: outChannels, n: inChannels, k: tiles, transA: false, transB: true, repeats: 16 * batch)]
-            + (inputGrad ? [GEMMShape(m: inChannels, n: tiles, k: outChannels, transA: true, transB: false, repeats: 16 * batch)] : [])
+            + (inputGrad ? [GEMMShape(m: inChannels, n: tiles, k: outChannels, transA: false, transB: false, repeats: 16 * batch)] : [])
     }
 
     /// y (batch, Cout, Ho, Wo) = the cross-correlation of x with `weight`, without bias.
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
                  weight: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let s = layout(scratch)
-        wino_kernels(weight, Int32(outChannels), Int32(inChannels), s.u)
+        wino_kernels(weight, Int32(outChannels), Int32(inChannels), 0, s.u)
         let inCount = inChannels * height * width, outCount = outChannels * outHeight * outWidth
         for sample in 0..<batch {
             transformInput(x + sample * inCount, into: s)
@@ -93,7 +93,8 @@ public struct Winograd3x3 {
                                           samples: Samples, weight: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>,
                                           accumulate: Bool, scratch: UnsafeMutablePointer<Float>) {
         let s = layout(scratch)
-        if dx != nil { wino_kernels(weight, Int32(outChannels), Int32(inChannels), s.u) }
+        // U^T (Cin x Cout planes): dV = U^T dM is then a plain product (no transposed packing).
+        if dx != nil { wino_kernels(weight, Int32(outChannels), Int32(inChannels), 1, s.u) }
         let inCount = inChannels * height * width, outCount = outChannels * outHeight * outWidth
         var first = true
         for sample in samples {
@@ -112,8 +113,8 @@ public struct Winograd3x3 {
             guard let dx else { continue }
             for xi in 0..<16 {
                 // dV_xi (Cin, tiles) = U_xi^T dM_xi, over V (no longer needed)
-                Kernels.gemm(transA: true, transB: false, m: inChannels, n: tiles, k: outChannels,
-                             a: s.u + xi * outChannels * inChannels, lda: inChannels,
+                Kernels.gemm(transA: false, transB: false, m: inChannels, n: tiles, k: outChannels,
+                             a: s.u + xi * outChannels * inChannels, lda: outChannels,
                              b: s.m + xi * outChannels * tiles, ldb: tiles,
                              beta: 0, c: s.v + xi * inChannels * tiles, ldc: tiles)
             }

@@ -43,9 +43,8 @@ public class Dropout: ShapePreserving, KeyedRandomness {
     @inline(__always)
     private func applyMask(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int) {
         let scale = 1 / (1 - p), run = elementsPerDraw
-        if run == 1 {  // one draw per element: one flat loop the compiler vectorizes
-            for i in 0..<(batch * draws) { dst[i] = mask[i] != 0 ? src[i] * scale : 0 }
-            return
+        if run == 1 {  // one draw per element: one flat vectorized pass
+            return CounterRandom.applyMask(mask, src, dst, count: batch * draws, scale: scale)
         }
         for d in 0..<(batch * draws) {
             let keep = mask[d] != 0

@@ -25,3 +25,5 @@ void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, in
 
 /// mask[i] = 1 when CounterRandom.unitFloat(key, i) >= p, else 0, for i < count.
 void ckernels_dropout_mask(uint8_t *mask, uint64_t key, size_t count, float p);
+/// dst[i] = mask[i] ? src[i] * scale : 0 (dst may be src).
+void ckernels_apply_mask(float *dst, const float *src, const uint8_t *mask, size_t count, float scale);

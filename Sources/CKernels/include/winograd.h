@@ -9,8 +9,9 @@
 #pragma once
 #include <stddef.h>
 
-/// u[xi][co][ci] = (G g G^T)[i][j] for every 3x3 kernel g = w[co][ci].
-void wino_kernels(const float *w, int cout, int cin, float *u);
+/// u[xi][co][ci] = (G g G^T)[i][j] for every 3x3 kernel g = w[co][ci]; u[xi][ci][co] when
+/// `transposed` (for dV = U^T dM as a plain product).
+void wino_kernels(const float *w, int cout, int cin, int transposed, float *u);
 /// dw[co][ci] = (or += when `accumulate`) G^T du G, the adjoint of `wino_kernels`, from a sum
 /// kept in double (rounded to float once, at the end).
 void wino_kernels_grad(const double *du, int cout, int cin, float *dw, int accumulate);
