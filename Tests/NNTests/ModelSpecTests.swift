@@ -21,6 +21,20 @@ final class ModelSpecTests: XCTestCase {
     }
 
     /// Names and shapes are the torch.nn.Sequential state_dict's, without a leading Flatten.
+    /// The GEMMs the bench counts for pytorch/examples' CNN: by the definition (im2col), the issue's
+    /// 72 MFLOP per sample for forward and backward; as run, the second convolution (32 -> 64, 3x3,
+    /// Winograd) does 2.25x fewer, and the first (1 input channel) and the Linears are unchanged.
+    func testCNNGEMMFlops() throws {
+        let model = try ModelSpec(parsing: "cnn").build(inputShape: Shape(1, 28, 28), classes: 10, maxBatch: 4, seed: 1)
+        let direct = model.gemms(batch: 4, direct: true).reduce(0) { $0 + $1.flops } / 4
+        let run = model.gemms(batch: 4).reduce(0) { $0 + $1.flops } / 4
+        XCTAssertEqual(direct / 1e6, 71.2, accuracy: 0.5, "MFLOP per sample, im2col")
+        // conv2 by definition: 3 GEMMs of 2 x 64 x 288 x 576 per sample; as Winograd, 3 x 16 of 2 x 64 x 32 x 144.
+        let conv2Direct = 3.0 * 2 * 64 * 288 * 576, conv2Winograd = 3.0 * 16 * 2 * 64 * 32 * 144
+        XCTAssertEqual(conv2Direct / conv2Winograd, 2.25)
+        XCTAssertEqual(direct - run, conv2Direct - conv2Winograd, accuracy: 1)
+    }
+
     func testTorchStateDictNames() throws {
         let model = try ModelSpec(parsing: "mlp:512,512").build(inputShape: Shape(1, 28, 28), classes: 10, maxBatch: 2, seed: 1)
         XCTAssertEqual(model.store.entries.map(\.name), ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"])
