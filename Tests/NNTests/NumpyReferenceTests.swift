@@ -334,13 +334,15 @@ final class NumpyReferenceTests: XCTestCase {
 
     func testConv2dWinograd() throws {
         // 3x3, stride 1, 8+ channels in and out: Winograd's F(2x2, 3x3). Odd output sizes (a last
-        // tile half outside), paddings 0-2, one-tile outputs, no bias.
+        // tile half outside), paddings 0-3, one-tile outputs (a 1x1 image), no bias.
         let cases: [(batch: Int, input: Shape, out: Int, padding: Int, bias: Bool)] = [
             (3, Shape(8, 6, 5), 9, 0, true),
             (2, Shape(9, 7, 6), 8, 1, true),
             (2, Shape(8, 5, 7), 8, 2, false),
             (2, Shape(8, 3, 3), 10, 0, true),
             (1, Shape(8, 4, 3), 8, 1, true),
+            (2, Shape(8, 1, 1), 8, 1, true),
+            (1, Shape(8, 2, 5), 9, 3, true),
             (2, Shape(16, 12, 12), 16, 1, true),
         ]
         for (i, c) in cases.enumerated() {
