@@ -2,7 +2,8 @@ import CBLAS
 import CKernels
 
 /// The matrix and elementwise kernels of the engine. Shapes are in the comments, row-major,
-/// llm.c style. GEMM is OpenBLAS; the rest are plain loops the compiler vectorizes.
+/// llm.c style. GEMM is OpenBLAS; the rest are plain loops the compiler vectorizes, or C (CKernels)
+/// where it would not.
 public enum Kernels {
     /// dst[0..<count] = src[0..<count] with streaming (non-temporal) stores; `dst` 16-byte aligned.
     /// The stores take the lines from every cache without reading them first: cheaper than normal
