@@ -77,6 +77,20 @@ void wino_sum(double *restrict sum, const float *restrict du, size_t count, int 
     }
 }
 
+// The input transforms' scratch: the image in a frame of zeros (ph x pw, so that every tile's 4x4
+// patch lies inside), then four rows of pw for the row pass; and the plane stride of v.
+struct frame {
+    int ph, pw, tiles;
+    size_t plane;
+    float *padded, *rows[4];
+};
+
+static inline struct frame frame_of(float *scratch, int channels, int ty, int tx) {
+    struct frame f = {2 * ty + 2, 2 * tx + 2, ty * tx, (size_t)channels * ty * tx, scratch, {0}};
+    for (int i = 0; i < 4; i++) f.rows[i] = scratch + (size_t)f.ph * f.pw + (size_t)i * f.pw;
+    return f;
+}
+
 // out[t] = a[2t + i] - a[2t + j] or + (the column pass of B^T, one plane at a time).
 static inline void pairs(int tx, const float *restrict a, int i, int j, float sign, float *restrict out) {
     for (int t = 0; t < tx; t++) out[t] = a[2 * t + i] + sign * a[2 * t + j];
@@ -85,11 +99,11 @@ static inline void pairs(int tx, const float *restrict a, int i, int j, float si
 MULTIVERSION
 void wino_input(const float *x, int channels, int h, int w, int pad, int ty, int tx,
                 float *scratch, float *v) {
-    const int ph = 2 * ty + 2, pw = 2 * tx + 2, tiles = ty * tx;
-    const size_t plane = (size_t)channels * tiles;
-    float *restrict padded = scratch;
-    float *restrict a0 = scratch + (size_t)ph * pw, *restrict a1 = a0 + pw, *restrict a2 = a1 + pw, *restrict a3 = a2 + pw;
-    float *rows[4] = {a0, a1, a2, a3};
+    const struct frame f = frame_of(scratch, channels, ty, tx);
+    const int ph = f.ph, pw = f.pw, tiles = f.tiles;
+    const size_t plane = f.plane;
+    float *restrict padded = f.padded;
+    float *restrict a0 = f.rows[0], *restrict a1 = f.rows[1], *restrict a2 = f.rows[2], *restrict a3 = f.rows[3];
     // The image inside a frame of zeros: every tile's patch then lies inside. Only the inside is
     // rewritten channel by channel.
     memset(padded, 0, sizeof(float) * (size_t)ph * pw);
@@ -112,10 +126,10 @@ void wino_input(const float *x, int channels, int h, int w, int pad, int ty, int
             // B^T over the patch columns: tile t's columns are 2t..2t+3 of the row.
             for (int i = 0; i < 4; i++) {
                 float *o = v + (size_t)(4 * i) * plane + (size_t)c * tiles + (size_t)r * tx;
-                pairs(tx, rows[i], 0, 2, -1, o);
-                pairs(tx, rows[i], 1, 2, 1, o + plane);
-                pairs(tx, rows[i], 2, 1, -1, o + 2 * plane);
-                pairs(tx, rows[i], 1, 3, -1, o + 3 * plane);
+                pairs(tx, f.rows[i], 0, 2, -1, o);
+                pairs(tx, f.rows[i], 1, 2, 1, o + plane);
+                pairs(tx, f.rows[i], 2, 1, -1, o + 2 * plane);
+                pairs(tx, f.rows[i], 1, 3, -1, o + 3 * plane);
             }
         }
     }
@@ -124,11 +138,11 @@ void wino_input(const float *x, int channels, int h, int w, int pad, int ty, int
 MULTIVERSION
 void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int ty, int tx,
                      float *scratch, float *dx) {
-    const int ph = 2 * ty + 2, pw = 2 * tx + 2, tiles = ty * tx;
-    const size_t plane = (size_t)channels * tiles;
-    float *restrict padded = scratch;
-    float *restrict a0 = scratch + (size_t)ph * pw, *restrict a1 = a0 + pw, *restrict a2 = a1 + pw, *restrict a3 = a2 + pw;
-    float *rows[4] = {a0, a1, a2, a3};
+    const struct frame f = frame_of(scratch, channels, ty, tx);
+    const int ph = f.ph, pw = f.pw, tiles = f.tiles;
+    const size_t plane = f.plane;
+    float *restrict padded = f.padded;
+    float *restrict a0 = f.rows[0], *restrict a1 = f.rows[1], *restrict a2 = f.rows[2], *restrict a3 = f.rows[3];
     for (int c = 0; c < channels; c++) {
         memset(padded, 0, sizeof(float) * (size_t)ph * pw);
         for (int r = 0; r < ty; r++) {
@@ -137,7 +151,7 @@ void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int t
             for (int i = 0; i < 4; i++) {
                 const float *restrict q0 = dv + (size_t)(4 * i) * plane + (size_t)c * tiles + (size_t)r * tx;
                 const float *restrict q1 = q0 + plane, *restrict q2 = q1 + plane, *restrict q3 = q2 + plane;
-                float *restrict a = rows[i];
+                float *restrict a = f.rows[i];
                 a[0] = q0[0];
                 for (int t = 1; t < tx; t++) a[2 * t] = q0[t] + (q1[t - 1] + q2[t - 1] - q0[t - 1]);
                 a[2 * tx] = q1[tx - 1] + q2[tx - 1] - q0[tx - 1];

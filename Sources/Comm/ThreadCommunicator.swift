@@ -95,20 +95,21 @@ public final class ThreadCommunicator: Communicator {
 
     public func allgather(_ value: UInt64, what: String) throws -> [UInt64] {
         var mine = value
-        return try withUnsafeMutablePointer(to: &mine) { p in
-            world.post(rank, UnsafeMutableRawPointer(p))
-            try world.barrier(rank: rank, what: what, step: currentStep)
-            let all = (0..<world.size).map { world.posted($0).load(as: UInt64.self) }
-            try world.barrier(rank: rank, what: what, step: currentStep)
-            return all
-        }
+        var all = [UInt64](repeating: 0, count: world.size)
+        try all.withUnsafeMutableBufferPointer { try gather(&mine, count: 1, into: $0.baseAddress!, what: what) }
+        return all
     }
 
     public func allgather(_ values: UnsafePointer<Double>, count: Int, into all: UnsafeMutablePointer<Double>, what: String) throws {
+        try gather(values, count: count, into: all, what: what)
+    }
+
+    /// Every rank posts its `count` values; each copies all of them, in rank order, into `all`.
+    private func gather<T>(_ values: UnsafePointer<T>, count: Int, into all: UnsafeMutablePointer<T>, what: String) throws {
         world.post(rank, UnsafeMutableRawPointer(mutating: values))
         try world.barrier(rank: rank, what: what, step: currentStep)
         for r in 0..<world.size {
-            (all + r * count).update(from: world.posted(r).assumingMemoryBound(to: Double.self), count: count)
+            (all + r * count).update(from: world.posted(r).assumingMemoryBound(to: T.self), count: count)
         }
         try world.barrier(rank: rank, what: what, step: currentStep)
     }

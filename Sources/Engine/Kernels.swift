@@ -32,6 +32,12 @@ public enum Kernels {
         ckernels_maxpool2x2(x, planes, Int32(height), Int32(width), Int32(outHeight), Int32(outWidth), y, argmax)
     }
 
+    /// dst[i] = mask[i] != 0 ? src[i] * scale : 0 for i < count (Dropout; dst may be src).
+    public static func applyMask(_ mask: UnsafePointer<UInt8>, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
+                                 count: Int, scale: Float) {
+        ckernels_apply_mask(dst, src, mask, count, scale)
+    }
+
     /// C[M,N] = alpha * op(A) * op(B) + beta * C, row-major.
     @inline(__always)
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,

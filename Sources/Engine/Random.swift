@@ -73,13 +73,6 @@ public enum CounterRandom {
         ckernels_dropout_mask(mask, key, count, p)
     }
 
-    /// dst[i] = mask[i] != 0 ? src[i] * scale : 0 for i < count (dst may be src).
-    @inline(__always)
-    public static func applyMask(_ mask: UnsafePointer<UInt8>, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
-                                 count: Int, scale: Float) {
-        ckernels_apply_mask(dst, src, mask, count, scale)
-    }
-
     /// A key from four integers (fixed arity: a variadic would allocate an array per call).
     @inline(__always)
     public static func key(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64) -> UInt64 {

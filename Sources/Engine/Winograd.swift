@@ -66,58 +66,59 @@ public struct Winograd3x3 {
             + (inputGrad ? [GEMMShape(m: inChannels, n: tiles, k: outChannels, transA: false, transB: false, repeats: 16 * batch)] : [])
     }
 
+    /// The 16 products C_xi (m x n) = A_xi (m x k) op(B_xi), one per transform position, each
+    /// operand a stack of 16 row-major planes.
+    @inline(__always)
+    private func planeProducts(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, transB: Bool,
+                               c: UnsafeMutablePointer<Float>) {
+        for xi in 0..<16 {
+            Kernels.gemm(transA: false, transB: transB, m: m, n: n, k: k, a: a + xi * m * k, lda: k,
+                         b: b + xi * k * n, ldb: transB ? k : n, beta: 0, c: c + xi * m * n, ldc: n)
+        }
+    }
+
     /// y (batch, Cout, Ho, Wo) = the cross-correlation of x with `weight`, without bias.
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
-                 weight: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+                        weight: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let s = layout(scratch)
         wino_kernels(weight, Int32(outChannels), Int32(inChannels), 0, s.u)
         let inCount = inChannels * height * width, outCount = outChannels * outHeight * outWidth
         for sample in 0..<batch {
             transformInput(x + sample * inCount, into: s)
-            for xi in 0..<16 {
-                Kernels.gemm(transA: false, transB: false, m: outChannels, n: tiles, k: inChannels,
-                             a: s.u + xi * outChannels * inChannels, lda: inChannels,
-                             b: s.v + xi * inChannels * tiles, ldb: tiles,
-                             beta: 0, c: s.m + xi * outChannels * tiles, ldc: tiles)
-            }
+            // M_xi (Cout, tiles) = U_xi (Cout, Cin) V_xi (Cin, tiles)
+            planeProducts(m: outChannels, n: tiles, k: inChannels, a: s.u, b: s.v, transB: false, c: s.m)
             wino_output(s.m, Int32(outChannels), Int32(outHeight), Int32(outWidth), Int32(tileRows), Int32(tileColumns),
                         s.work, y + sample * outCount)
         }
     }
 
+    /// Before `backward` computes dx, once per backward pass (every shard's call uses it): U^T in
+    /// the scratch, as Cin x Cout planes, so that dV = U^T dM is a plain product (no transposed packing).
+    public func prepareInputGradient(weight: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        wino_kernels(weight, Int32(outChannels), Int32(inChannels), 1, layout(scratch).u)
+    }
+
     /// Backward over `samples` (indices into the batch, in the order their dU is summed), with dy
     /// already through the activation's derivative. `weightGrad` gets (or, with `accumulate`, adds)
-    /// G^T (sum of dU) G; `dx`, when given, gets each sample's input gradient. With no samples the
-    /// weight gradient is written as zero (or left, with `accumulate`).
+    /// G^T (sum of dU) G; `dx`, when given (after `prepareInputGradient`), gets each sample's input
+    /// gradient. With no samples the weight gradient is written as zero (or left, with `accumulate`).
     public func backward<Samples: Sequence<Int>>(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
-                                          samples: Samples, weight: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>,
-                                          accumulate: Bool, scratch: UnsafeMutablePointer<Float>) {
+                                                 samples: Samples, weightGrad: UnsafeMutablePointer<Float>,
+                                                 accumulate: Bool, scratch: UnsafeMutablePointer<Float>) {
         let s = layout(scratch)
-        // U^T (Cin x Cout planes): dV = U^T dM is then a plain product (no transposed packing).
-        if dx != nil { wino_kernels(weight, Int32(outChannels), Int32(inChannels), 1, s.u) }
         let inCount = inChannels * height * width, outCount = outChannels * outHeight * outWidth
         var first = true
         for sample in samples {
             wino_output_grad(dy + sample * outCount, Int32(outChannels), Int32(outHeight), Int32(outWidth),
                              Int32(tileRows), Int32(tileColumns), s.work, s.m)
             transformInput(x + sample * inCount, into: s)
-            for xi in 0..<16 {
-                // dU_xi (Cout, Cin) = dM_xi (Cout, tiles) x V_xi^T, summed over the samples in double
-                Kernels.gemm(transA: false, transB: true, m: outChannels, n: inChannels, k: tiles,
-                             a: s.m + xi * outChannels * tiles, lda: tiles,
-                             b: s.v + xi * inChannels * tiles, ldb: tiles,
-                             beta: 0, c: s.du + xi * outChannels * inChannels, ldc: inChannels)
-            }
+            // dU_xi (Cout, Cin) = dM_xi (Cout, tiles) V_xi^T, summed over the samples in double
+            planeProducts(m: outChannels, n: inChannels, k: tiles, a: s.m, b: s.v, transB: true, c: s.du)
             wino_sum(s.duSum, s.du, kernelFloats, first ? 1 : 0)
             first = false
             guard let dx else { continue }
-            for xi in 0..<16 {
-                // dV_xi (Cin, tiles) = U_xi^T dM_xi, over V (no longer needed)
-                Kernels.gemm(transA: false, transB: false, m: inChannels, n: tiles, k: outChannels,
-                             a: s.u + xi * outChannels * inChannels, lda: outChannels,
-                             b: s.m + xi * outChannels * tiles, ldb: tiles,
-                             beta: 0, c: s.v + xi * inChannels * tiles, ldc: tiles)
-            }
+            // dV_xi (Cin, tiles) = U_xi^T (Cin, Cout) dM_xi, over V (no longer needed)
+            planeProducts(m: inChannels, n: tiles, k: outChannels, a: s.u, b: s.m, transB: false, c: s.v)
             wino_input_grad(s.v, Int32(inChannels), Int32(height), Int32(width), Int32(padding),
                             Int32(tileRows), Int32(tileColumns), s.work, dx + sample * inCount)
         }

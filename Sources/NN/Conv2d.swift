@@ -138,6 +138,7 @@ public final class Conv2d: FusesActivation {
         let shards = context.splitShards
         let parts = shards?.count ?? 1
         let accumulate = context.accumulateGradients  // into the gradients, or the shards' leaves
+        if let winograd, dx != nil { winograd.prepareInputGradient(weight: weight, scratch: columns) }
         for j in 0..<parts {
             let wg = shards?.leaf(weightGrad, shard: j) ?? weightGrad!
             let bg = biasGrad.map { shards?.leaf($0, shard: j) ?? $0 }
@@ -149,8 +150,7 @@ public final class Conv2d: FusesActivation {
                     first = false
                 }
                 if first { bg?.update(repeating: 0, count: outChannels) }
-                winograd.backward(x: x, dy: dy, dx: dx, samples: samples, weight: weight, weightGrad: wg,
-                                  accumulate: accumulate, scratch: columns)
+                winograd.backward(x: x, dy: dy, dx: dx, samples: samples, weightGrad: wg, accumulate: accumulate, scratch: columns)
                 continue
             }
             for s in samples {

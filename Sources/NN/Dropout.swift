@@ -44,7 +44,7 @@ public class Dropout: ShapePreserving, KeyedRandomness {
     private func applyMask(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int) {
         let scale = 1 / (1 - p), run = elementsPerDraw
         if run == 1 {  // one draw per element: one flat vectorized pass
-            return CounterRandom.applyMask(mask, src, dst, count: batch * draws, scale: scale)
+            return Kernels.applyMask(mask, src, dst, count: batch * draws, scale: scale)
         }
         for d in 0..<(batch * draws) {
             let keep = mask[d] != 0

@@ -24,8 +24,9 @@ public struct StepContext {
     public var replicas: CrossReplicaSum?
     /// `--invariant-shards`: sums over the batch go shard by shard, then through a fixed tree, so
     /// they do not depend on the number of ranks (one shard: the rank's whole batch, still summed
-    /// in the fixed order; a layer with a faster algorithm that sums differently must not use it
-    /// then). nil: one sum over this rank's batch, in any order.
+    /// in the fixed order: a layer must then compute exactly what it computes for one shard's leaf,
+    /// as Conv2d's Winograd path does, summing each shard's samples in order). nil: one sum over
+    /// this rank's batch, in any order.
     public var shards: GradientShards?
     /// `shards` when the rank's batch is cut into more than one (each summed into its own leaf);
     /// nil when off or one shard (the sums go straight into the gradients).
