@@ -7,9 +7,20 @@
 //         | 0  1  0 -1 |        | 0    0    1   |
 //
 // y = A^T [(G g G^T) . (B^T d B)] A is the 2x2 cross-correlation of the 4x4 patch d with the 3x3
-// kernel g. Each transform is written as two 1-D passes, the first over whole rows of the image
-// and the second over the tiles of a row, so the inner loops run over contiguous memory (tiles)
-// and vectorize. The gradients are the exact adjoints (transposes) of the forward maps.
+// kernel g. The gradients are the exact adjoints (transposes) of the forward maps.
+//
+// How they run. Every loop works on 16 floats at a time (`vf`, which the compiler lowers to one
+// AVX-512 register, two AVX2 or four SSE ones) and reads and writes only contiguous memory: no
+// gathers or scatters, which cost more than the arithmetic on some CPUs. Two devices make that so:
+//
+// - Parity planes. The zero-framed input image is split into four planes by the parity of row and
+//   column: p[a][b][R][C] = framed[2R + a][2C + b], each (TY + 1) x (TX + 1) = H x W. A tile's 4x4
+//   patch is then p[i & 1][j & 1][r + i/2][t + j/2]: each transform pass is a sum of shifted
+//   contiguous rows, and the row pass runs over whole planes at once.
+// - Slack. A vector may run past the end of a row. Rows are written in increasing address order,
+//   so what it writes past the end is overwritten by the row that follows, and every buffer has 16
+//   floats of slack after it (the planes of v and m too: `wino_plane_stride`). Only the caller's
+//   images (x, y, dx, dy) are read and written exactly, through a row buffer (`copy_floats`).
 #include "winograd.h"
 #include <string.h>
 
@@ -18,6 +29,55 @@
 #else
 #define MULTIVERSION
 #endif
+#define INLINE static inline __attribute__((always_inline))
+
+typedef float vf __attribute__((vector_size(64)));
+typedef int vi __attribute__((vector_size(64)));
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+enum { LANES = 16 };
+
+// Unaligned loads and stores, and lane masks. Macros, not functions: a 64-byte vector may not be
+// passed or returned by value in the AVX2 and baseline builds.
+#define LOAD(T, p) ({ T v_; __builtin_memcpy(&v_, (p), sizeof v_); v_; })
+#define STORE(T, p, v) do { T v_ = (v); __builtin_memcpy((p), &v_, sizeof v_); } while (0)
+#define ld(p) LOAD(vf, p)
+#define st(p, v) STORE(vf, p, v)
+/// v where `mask` is all ones, else 0: a select, not a product, so that NaN in a dropped lane drops.
+#define keep(v, mask) ((vf)((vi)(v) & (mask)))
+/// Lanes 0 ..< n all ones, the others 0.
+#define lanes_below(n) ((vi){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} < (n))
+
+// The even and odd floats of a:b (32 floats), and their inverse.
+#define EVENS(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define ODDS(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#define ZIP_LO(e, o) __builtin_shufflevector(e, o, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
+#define ZIP_HI(e, o) __builtin_shufflevector(e, o, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+// (0, a0, ..., a14): a shifted one lane up.
+#define SHIFT_UP(a) __builtin_shufflevector((vf){0}, a, 0, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30)
+
+/// Exactly n floats (no slack on either side): whole vectors, then one overlapping the end.
+INLINE void copy_floats(float *restrict dst, const float *restrict src, int n) {
+    if (n >= 16) {
+        int i = 0;
+        for (; i + 16 <= n; i += 16) st(dst + i, ld(src + i));
+        if (i < n) st(dst + n - 16, ld(src + n - 16));
+    } else if (n >= 8) {
+        vf8 a = LOAD(vf8, src), b = LOAD(vf8, src + n - 8);
+        STORE(vf8, dst, a); STORE(vf8, dst + n - 8, b);
+    } else if (n >= 4) {
+        vf4 a = LOAD(vf4, src), b = LOAD(vf4, src + n - 4);
+        STORE(vf4, dst, a); STORE(vf4, dst + n - 4, b);
+    } else {
+        for (int i = 0; i < n; i++) dst[i] = src[i];
+    }
+}
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+size_t wino_plane_stride(int channels, int tiles) { return round16((size_t)channels * tiles) + LANES; }
+
+// ---- Kernels ---------------------------------------------------------------------------------
 
 void wino_kernels(const float *w, int cout, int cin, int transposed, float *u) {
     const size_t plane = (size_t)cout * cin;
@@ -77,59 +137,99 @@ void wino_sum(double *restrict sum, const float *restrict du, size_t count, int 
     }
 }
 
-// The input transforms' scratch: the image in a frame of zeros (ph x pw, so that every tile's 4x4
-// patch lies inside), then four rows of pw for the row pass; and the plane stride of v.
-struct frame {
-    int ph, pw, tiles;
-    size_t plane;
-    float *padded, *rows[4];
+// ---- The transforms' scratch -----------------------------------------------------------------
+
+/// A transform's scratch, laid out in the caller's `scratch`.
+struct work {
+    float *zero;     // a row of zeros (the frame above and below an image)
+    float *row[4];   // copies of image rows near the ends of the caller's buffer (see `row_at`)
+    float *q[16];    // wino_input_grad: one channel's B dv B^T, as 16 planes of (TY + 2) x (TX + 2),
+                     // tile (r, t) at (r + 1, t + 1), zeros around
+    int stride;      // TX + 2, the row length of q
 };
 
-static inline struct frame frame_of(float *scratch, int channels, int ty, int tx) {
-    struct frame f = {2 * ty + 2, 2 * tx + 2, ty * tx, (size_t)channels * ty * tx, scratch, {0}};
-    for (int i = 0; i < 4; i++) f.rows[i] = scratch + (size_t)f.ph * f.pw + (size_t)i * f.pw;
-    return f;
+/// Floats in a row buffer and in one plane of q.
+static void work_sizes(int ty, int tx, size_t *row, size_t *q) {
+    *row = round16(2 * (size_t)tx + 3 * LANES);
+    *q = round16(((size_t)ty + 2) * ((size_t)tx + 2) + 3 * LANES);
 }
 
-// out[t] = a[2t + i] - a[2t + j] or + (the column pass of B^T, one plane at a time).
-static inline void pairs(int tx, const float *restrict a, int i, int j, float sign, float *restrict out) {
-    for (int t = 0; t < tx; t++) out[t] = a[2 * t + i] + sign * a[2 * t + j];
+size_t wino_work_floats(int ty, int tx) {
+    size_t row, q;
+    work_sizes(ty, tx, &row, &q);
+    return 5 * row + 16 * q;
 }
+
+static struct work work_of(float *scratch, int ty, int tx) {
+    size_t row, q;
+    work_sizes(ty, tx, &row, &q);
+    struct work s;
+    s.zero = scratch;
+    for (int i = 0; i < 4; i++) s.row[i] = scratch + (1 + i) * row;
+    for (int i = 0; i < 16; i++) s.q[i] = scratch + 5 * row + i * q;
+    s.stride = tx + 2;
+    memset(s.zero, 0, sizeof(float) * row);
+    return s;
+}
+
+/// Row `at` of the caller's buffer (`total` floats) for a vector loop that reads `before` floats
+/// before it and up to `after` from its start: the row itself when all of that is inside the
+/// buffer, else a copy of its `n` floats in `copy` (at the same offsets; what is around it there
+/// is read but masked).
+INLINE const float *row_at(const float *base, ptrdiff_t at, int n, int before, int after, ptrdiff_t total,
+                           float *copy) {
+    if (at - before >= 0 && at + after <= total) return base + at;
+    copy_floats(copy + before, base + at, n);
+    return copy + before;
+}
+
+/// Lanes whose position m0 + lane lies in [lo, hi).
+#define lanes_in(m0, lo, hi) ((lanes_below((hi) - (m0))) & ~(lanes_below((lo) - (m0))))
+
+// ---- Input: v = B^T d B ------------------------------------------------------------------------
 
 MULTIVERSION
 void wino_input(const float *x, int channels, int h, int w, int pad, int ty, int tx,
                 float *scratch, float *v) {
-    const struct frame f = frame_of(scratch, channels, ty, tx);
-    const int ph = f.ph, pw = f.pw, tiles = f.tiles;
-    const size_t plane = f.plane;
-    float *restrict padded = f.padded;
-    float *restrict a0 = f.rows[0], *restrict a1 = f.rows[1], *restrict a2 = f.rows[2], *restrict a3 = f.rows[3];
-    // The image inside a frame of zeros: every tile's patch then lies inside. Only the inside is
-    // rewritten channel by channel.
-    memset(padded, 0, sizeof(float) * (size_t)ph * pw);
+    const struct work s = work_of(scratch, ty, tx);
+    const int tiles = ty * tx, last = (tx - 1) & ~(LANES - 1);
+    const size_t plane = wino_plane_stride(channels, tiles);
+    const ptrdiff_t total = (ptrdiff_t)channels * h * w;
     for (int c = 0; c < channels; c++) {
-        const float *restrict image = x + (size_t)c * h * w;
-        for (int i = 0; i < h; i++) {
-            float *restrict dst = padded + (size_t)(i + pad) * pw + pad;
-            const float *restrict src = image + (size_t)i * w;
-            for (int j = 0; j < w; j++) dst[j] = src[j];
-        }
         for (int r = 0; r < ty; r++) {
-            // B^T over the patch rows, whole padded rows at once.
-            const float *restrict d0 = padded + (size_t)(2 * r) * pw, *restrict d1 = d0 + pw, *restrict d2 = d1 + pw, *restrict d3 = d2 + pw;
-            for (int k = 0; k < pw; k++) {
-                a0[k] = d0[k] - d2[k];
-                a1[k] = d1[k] + d2[k];
-                a2[k] = d2[k] - d1[k];
-                a3[k] = d1[k] - d3[k];
-            }
-            // B^T over the patch columns: tile t's columns are 2t..2t+3 of the row.
+            // The patch rows 2r ..< 2r + 4 of the framed image: image rows 2r + i - pad, or zeros.
+            const float *rows[4];
             for (int i = 0; i < 4; i++) {
-                float *o = v + (size_t)(4 * i) * plane + (size_t)c * tiles + (size_t)r * tx;
-                pairs(tx, f.rows[i], 0, 2, -1, o);
-                pairs(tx, f.rows[i], 1, 2, 1, o + plane);
-                pairs(tx, f.rows[i], 2, 1, -1, o + 2 * plane);
-                pairs(tx, f.rows[i], 1, 3, -1, o + 3 * plane);
+                const int y = 2 * r + i - pad;
+                rows[i] = y < 0 || y >= h ? s.zero + pad
+                    : row_at(x, ((ptrdiff_t)c * h + y) * w, w, pad, 2 * last + 2 * LANES + 2 - pad, total, s.row[i]);
+            }
+            float *out = v + (size_t)c * tiles + (size_t)r * tx;
+            for (int t = 0; t < tx; t += LANES) {
+                // d[i][j] for the tiles t ..< t + 16: framed columns 2t + j, even and odd.
+                const int m = 2 * t;
+                const vi lo = lanes_in(m, pad, pad + w), hi = lanes_in(m + LANES, pad, pad + w);
+                const vi lo2 = lanes_in(m + 2, pad, pad + w), hi2 = lanes_in(m + 2 + LANES, pad, pad + w);
+                vf d[4][4];
+                for (int i = 0; i < 4; i++) {
+                    const float *p = rows[i] + m - pad;
+                    vf a = keep(ld(p), lo), b = keep(ld(p + LANES), hi);
+                    vf a2 = keep(ld(p + 2), lo2), b2 = keep(ld(p + 2 + LANES), hi2);
+                    d[i][0] = EVENS(a, b); d[i][1] = ODDS(a, b);
+                    d[i][2] = EVENS(a2, b2); d[i][3] = ODDS(a2, b2);
+                }
+                // B^T over the rows (d0 - d2, d1 + d2, d2 - d1, d1 - d3), then over the columns.
+                for (int j = 0; j < 4; j++) {
+                    vf d0 = d[0][j], d1 = d[1][j], d2 = d[2][j], d3 = d[3][j];
+                    d[0][j] = d0 - d2; d[1][j] = d1 + d2; d[2][j] = d2 - d1; d[3][j] = d1 - d3;
+                }
+                for (int i = 0; i < 4; i++) {
+                    float *o = out + (size_t)(4 * i) * plane + t;
+                    st(o, d[i][0] - d[i][2]);
+                    st(o + plane, d[i][1] + d[i][2]);
+                    st(o + 2 * plane, d[i][2] - d[i][1]);
+                    st(o + 3 * plane, d[i][1] - d[i][3]);
+                }
             }
         }
     }
@@ -138,82 +238,102 @@ void wino_input(const float *x, int channels, int h, int w, int pad, int ty, int
 MULTIVERSION
 void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int ty, int tx,
                      float *scratch, float *dx) {
-    const struct frame f = frame_of(scratch, channels, ty, tx);
-    const int ph = f.ph, pw = f.pw, tiles = f.tiles;
-    const size_t plane = f.plane;
-    float *restrict padded = f.padded;
-    float *restrict a0 = f.rows[0], *restrict a1 = f.rows[1], *restrict a2 = f.rows[2], *restrict a3 = f.rows[3];
+    const struct work s = work_of(scratch, ty, tx);
+    const int tiles = ty * tx, S = s.stride, half = pad >> 1, odd = pad & 1;
+    const size_t plane = wino_plane_stride(channels, tiles);
+    const ptrdiff_t total = (ptrdiff_t)channels * h * w;
+    for (int k = 0; k < 16; k++) memset(s.q[k], 0, sizeof(float) * (size_t)(s.q[1] - s.q[0]));
     for (int c = 0; c < channels; c++) {
-        memset(padded, 0, sizeof(float) * (size_t)ph * pw);
+        // Each tile's B dv B^T (the adjoint of B^T d B), into q with zeros around the tiles.
         for (int r = 0; r < ty; r++) {
-            // The adjoint of the column pass: (dv0, dv1, dv2, dv3) of a tile go back to its four
-            // columns as (dv0, dv1 - dv2 + dv3, -dv0 + dv1 + dv2, -dv3); neighbours share two.
-            for (int i = 0; i < 4; i++) {
-                const float *restrict q0 = dv + (size_t)(4 * i) * plane + (size_t)c * tiles + (size_t)r * tx;
-                const float *restrict q1 = q0 + plane, *restrict q2 = q1 + plane, *restrict q3 = q2 + plane;
-                float *restrict a = f.rows[i];
-                a[0] = q0[0];
-                for (int t = 1; t < tx; t++) a[2 * t] = q0[t] + (q1[t - 1] + q2[t - 1] - q0[t - 1]);
-                a[2 * tx] = q1[tx - 1] + q2[tx - 1] - q0[tx - 1];
-                for (int t = 0; t < tx; t++) a[2 * t + 1] = q1[t] - q2[t] + q3[t];
-                for (int t = 1; t < tx; t++) a[2 * t + 1] -= q3[t - 1];
-                a[2 * tx + 1] = -q3[tx - 1];
+            const float *in = dv + (size_t)c * tiles + (size_t)r * tx;
+            for (int t = 0; t < tx; t += LANES) {
+                const vi inside = lanes_below(tx - t);
+                vf e[4][4];
+                for (int i = 0; i < 4; i++) {
+                    const float *p = in + (size_t)(4 * i) * plane + t;
+                    vf v0 = keep(ld(p), inside), v1 = keep(ld(p + plane), inside);
+                    vf v2 = keep(ld(p + 2 * plane), inside), v3 = keep(ld(p + 3 * plane), inside);
+                    // The columns: (v0, v1 - v2 + v3, -v0 + v1 + v2, -v3).
+                    e[i][0] = v0; e[i][1] = v1 - v2 + v3; e[i][2] = v1 + v2 - v0; e[i][3] = -v3;
+                }
+                const size_t at = (size_t)(r + 1) * S + 1 + t;
+                for (int j = 0; j < 4; j++) {
+                    // The rows: (e0, e1 - e2 + e3, -e0 + e1 + e2, -e3).
+                    st(s.q[j] + at, e[0][j]);
+                    st(s.q[4 + j] + at, e[1][j] - e[2][j] + e[3][j]);
+                    st(s.q[8 + j] + at, e[1][j] + e[2][j] - e[0][j]);
+                    st(s.q[12 + j] + at, -e[3][j]);
+                }
             }
-            // The adjoint of the row pass, added into the patch rows.
-            float *restrict d0 = padded + (size_t)(2 * r) * pw;
-            for (int k = 0; k < pw; k++) d0[k] += a0[k];
-            float *restrict d1 = d0 + pw;
-            for (int k = 0; k < pw; k++) d1[k] += a1[k] - a2[k] + a3[k];
-            float *restrict d2 = d1 + pw;
-            for (int k = 0; k < pw; k++) d2[k] += a1[k] + a2[k] - a0[k];
-            float *restrict d3 = d2 + pw;
-            for (int k = 0; k < pw; k++) d3[k] -= a3[k];
         }
-        float *restrict image = dx + (size_t)c * h * w;
-        for (int i = 0; i < h; i++) {
-            const float *restrict src = padded + (size_t)(i + pad) * pw + pad;
-            float *restrict dst = image + (size_t)i * w;
-            for (int j = 0; j < w; j++) dst[j] = src[j];
+        // Framed (fy, fx) = (2R + a, 2C + b) gets q[i][j] of the tiles (R - i/2, C - j/2) for
+        // i = a, a + 2 and j = b, b + 2: four shifted rows of q. Tile (R, C) is at q offset
+        // (R + 1) S + C + 1, so from `at` = R S + C + 1 the four are at S, S - 1, 0 and -1.
+#define PARITY(b, at)                                                          \
+    (ld(s.q[4 * a + (b)] + (at) + S) + ld(s.q[4 * a + (b) + 2] + (at) + S - 1) + \
+     ld(s.q[4 * a + 8 + (b)] + (at)) + ld(s.q[4 * a + 8 + (b) + 2] + (at) - 1))
+        // Image row y is framed row y + pad, columns pad ..< pad + w: pairs of the two column
+        // parities, from C = k + pad/2 (b = 0 then 1, or for an odd pad, b = 1 then 0 at C + 1).
+        for (int y = 0; y < h; y++) {
+            const int fy = y + pad, a = fy & 1;
+            const ptrdiff_t at = ((ptrdiff_t)c * h + y) * w;
+            for (int k = 0; k < (w + 1) / 2; k += LANES) {
+                const size_t from = (size_t)(fy >> 1) * S + (size_t)(k + half) + 1;
+                const vf first = odd ? PARITY(1, from) : PARITY(0, from);
+                const vf second = odd ? PARITY(0, from + 1) : PARITY(1, from);
+                const vf lo = ZIP_LO(first, second), hi = ZIP_HI(first, second);
+                if (at + 2 * k + 2 * LANES <= total) {
+                    st(dx + at + 2 * k, lo);
+                    st(dx + at + 2 * k + LANES, hi);
+                } else {
+                    st(s.row[0], lo);
+                    st(s.row[0] + LANES, hi);
+                    copy_floats(dx + at + 2 * k, s.row[0], w - 2 * k < 2 * LANES ? w - 2 * k : 2 * LANES);
+                }
+            }
         }
+#undef PARITY
     }
 }
 
-// out[t] = q[t] + s1 q[t + p] + s2 q[t + 2p] (p: the plane stride).
-static inline void three(int n, const float *restrict q, size_t p, float s1, float s2, float *restrict out) {
-    for (int t = 0; t < n; t++) out[t] = q[t] + s1 * q[t + p] + s2 * q[t + 2 * p];
-}
-
-// out[t] = a[t] + sign * b[t].
-static inline void combine(int n, const float *restrict a, const float *restrict b, float sign, float *restrict out) {
-    for (int t = 0; t < n; t++) out[t] = a[t] + sign * b[t];
-}
+// ---- Output: y = A^T m A -----------------------------------------------------------------------
 
 MULTIVERSION
 void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, float *scratch, float *y) {
+    const struct work s = work_of(scratch, ty, tx);
     const int tiles = ty * tx;
-    const size_t plane = (size_t)channels * tiles;
-    float *restrict s = scratch;              // s0 of patch row i at s[i * tiles], s1 at s[(4 + i) * tiles]
-    float *restrict out = scratch + 8 * tiles; // y00, y01, y10, y11 of every tile (tiles each)
+    const size_t plane = wino_plane_stride(channels, tiles);
+    const ptrdiff_t total = (ptrdiff_t)channels * ho * wo;
     for (int k = 0; k < channels; k++) {
-        const float *q = m + (size_t)k * tiles;
-        // A^T over the columns of each patch row i, for all the channel's tiles at once...
-        for (int i = 0; i < 4; i++) {
-            three(tiles, q + 4 * i * plane, plane, 1, 1, s + i * tiles);             // m0 + m1 + m2
-            three(tiles, q + (4 * i + 1) * plane, plane, -1, -1, s + (4 + i) * tiles); // m1 - m2 - m3
-        }
-        // ... then over the rows: y0b = s[0] + s[1] + s[2], y1b = s[1] - s[2] - s[3].
-        for (int b = 0; b < 2; b++) {
-            three(tiles, s + 4 * b * tiles, tiles, 1, 1, out + b * tiles);
-            three(tiles, s + (4 * b + 1) * tiles, tiles, -1, -1, out + (2 + b) * tiles);
-        }
-        // Into the image: tile (r, t) covers rows 2r, 2r+1 and columns 2t, 2t+1, cut at (ho, wo).
-        const int odd = wo / 2;
         for (int r = 0; r < ty; r++) {
+            // Tile (r, t) covers rows 2r, 2r+1 and columns 2t, 2t+1, cut at (ho, wo).
             for (int a = 0; a < 2 && 2 * r + a < ho; a++) {
-                float *restrict row = y + ((size_t)k * ho + 2 * r + a) * wo;
-                const float *restrict even = out + (2 * a) * tiles + r * tx, *restrict odds = even + tiles;
-                for (int t = 0; t < tx; t++) row[2 * t] = even[t];
-                for (int t = 0; t < odd; t++) row[2 * t + 1] = odds[t];
+                const ptrdiff_t at = ((ptrdiff_t)k * ho + 2 * r + a) * wo;
+                const float *q = m + (size_t)k * tiles + (size_t)r * tx;
+                for (int t = 0; t < tx; t += LANES) {
+                    // A^T over the columns of patch rows a, a+1, a+2 (s0 = m0 + m1 + m2,
+                    // s1 = m1 - m2 - m3), then over the rows: (s0 + s1 + s2) for a = 0,
+                    // (s1 - s2 - s3) for a = 1.
+                    vf s0[3], s1[3];
+                    for (int i = 0; i < 3; i++) {
+                        const float *p = q + (size_t)(4 * (a + i)) * plane + t;
+                        vf m0 = ld(p), m1 = ld(p + plane), m2 = ld(p + 2 * plane), m3 = ld(p + 3 * plane);
+                        s0[i] = m0 + m1 + m2;
+                        s1[i] = m1 - m2 - m3;
+                    }
+                    const vf even = a ? s0[0] - s0[1] - s0[2] : s0[0] + s0[1] + s0[2];
+                    const vf odd = a ? s1[0] - s1[1] - s1[2] : s1[0] + s1[1] + s1[2];
+                    const vf lo = ZIP_LO(even, odd), hi = ZIP_HI(even, odd);
+                    if (at + 2 * t + 2 * LANES <= total) {
+                        st(y + at + 2 * t, lo);
+                        st(y + at + 2 * t + LANES, hi);
+                    } else {
+                        st(s.row[0], lo);
+                        st(s.row[0] + LANES, hi);
+                        copy_floats(y + at + 2 * t, s.row[0], wo - 2 * t < 2 * LANES ? wo - 2 * t : 2 * LANES);
+                    }
+                }
             }
         }
     }
@@ -221,45 +341,96 @@ void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, f
 
 MULTIVERSION
 void wino_output_grad(const float *dy, int channels, int ho, int wo, int ty, int tx, float *scratch, float *dm) {
-    const int tiles = ty * tx;
-    const size_t plane = (size_t)channels * tiles;
-    float *restrict y = scratch;               // y00, y01, y10, y11 of every tile (tiles each)
-    float *restrict eo = scratch + 4 * tiles;  // e[0..3], o[0..3] (tiles each)
-    const int odd = wo / 2;
+    const struct work s = work_of(scratch, ty, tx);
+    const int tiles = ty * tx, last = (tx - 1) & ~(LANES - 1);
+    const size_t plane = wino_plane_stride(channels, tiles);
+    const ptrdiff_t total = (ptrdiff_t)channels * ho * wo;
     for (int k = 0; k < channels; k++) {
-        // Each tile's 2x2 of dy, zeros past the output's edge.
         for (int r = 0; r < ty; r++) {
-            for (int a = 0; a < 2; a++) {
-                float *restrict even = y + (2 * a) * tiles + r * tx, *restrict odds = even + tiles;
-                if (2 * r + a < ho) {
-                    const float *restrict row = dy + ((size_t)k * ho + 2 * r + a) * wo;
-                    for (int t = 0; t < tx; t++) even[t] = row[2 * t];
-                    for (int t = 0; t < odd; t++) odds[t] = row[2 * t + 1];
-                    for (int t = odd; t < tx; t++) odds[t] = 0;
-                } else {
-                    for (int t = 0; t < tx; t++) even[t] = odds[t] = 0;
+            // Rows 2r and 2r + 1 of dy, zeros past the output's edge.
+            const float *rows[2];
+            for (int a = 0; a < 2; a++)
+                rows[a] = 2 * r + a >= ho ? s.zero
+                    : row_at(dy, ((ptrdiff_t)k * ho + 2 * r + a) * wo, wo, 0, 2 * last + 2 * LANES, total, s.row[a]);
+            float *out = dm + (size_t)k * tiles + (size_t)r * tx;
+            for (int t = 0; t < tx; t += LANES) {
+                const vi lo = lanes_below(wo - 2 * t), hi = lanes_below(wo - 2 * t - LANES);
+                vf yy[2][2];
+                for (int a = 0; a < 2; a++) {
+                    vf p = keep(ld(rows[a] + 2 * t), lo), q = keep(ld(rows[a] + 2 * t + LANES), hi);
+                    yy[a][0] = EVENS(p, q);
+                    yy[a][1] = ODDS(p, q);
+                }
+                // A over the rows, (y0, y0 + y1, y0 - y1, -y1) for the even column (e) and the
+                // odd (o), then over the columns, (e, e + o, e - o, -o).
+                for (int i = 0; i < 4; i++) {
+                    const vf e = i == 0 ? yy[0][0] : i == 1 ? yy[0][0] + yy[1][0] : i == 2 ? yy[0][0] - yy[1][0] : -yy[1][0];
+                    const vf o = i == 0 ? yy[0][1] : i == 1 ? yy[0][1] + yy[1][1] : i == 2 ? yy[0][1] - yy[1][1] : -yy[1][1];
+                    float *p = out + (size_t)(4 * i) * plane + t;
+                    st(p, e);
+                    st(p + plane, e + o);
+                    st(p + 2 * plane, e - o);
+                    st(p + 3 * plane, -o);
                 }
             }
         }
-        // A over the rows: (y0, y0 + y1, y0 - y1, -y1), for the even column (e) and the odd (o)...
-        for (int b = 0; b < 2; b++) {
-            const float *y0 = y + b * tiles, *y1 = y + (2 + b) * tiles;
-            float *e = eo + 4 * b * tiles;
-            for (int t = 0; t < tiles; t++) e[t] = y0[t];
-            combine(tiles, y0, y1, 1, e + tiles);
-            combine(tiles, y0, y1, -1, e + 2 * tiles);
-            for (int t = 0; t < tiles; t++) (e + 3 * tiles)[t] = -y1[t];
-        }
-        // ... then over the columns: (e, e + o, e - o, -o).
-        float *q = dm + (size_t)k * tiles;
-        for (int i = 0; i < 4; i++) {
-            const float *e = eo + i * tiles, *o = eo + (4 + i) * tiles;
-            float *restrict qi = q + 4 * i * plane;
-            for (int t = 0; t < tiles; t++) qi[t] = e[t];
-            combine(tiles, e, o, 1, qi + plane);
-            combine(tiles, e, o, -1, qi + 2 * plane);
-            float *restrict q3 = qi + 3 * plane;
-            for (int t = 0; t < tiles; t++) q3[t] = -o[t];
-        }
+    }
+}
+
+// ---- Transposes ----------------------------------------------------------------------------------
+
+// One 16 x 16 block, by four rounds of exchanges between rows h apart (h = 8, 4, 2, 1): row i takes
+// the low halves of each 2h-lane group of rows i and i + h, row i + h the high halves. Written out
+// in full, so that the rows stay in registers.
+#define SWAP(i, h, LO, HI)                                  \
+    do {                                                    \
+        vf a_ = x##i, b_ = x##h;                            \
+        x##i = __builtin_shufflevector(a_, b_, LO);         \
+        x##h = __builtin_shufflevector(a_, b_, HI);         \
+    } while (0)
+#define H8_LO 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define H8_HI 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define H4_LO 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define H4_HI 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define H2_LO 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define H2_HI 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define H1_LO 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define H1_HI 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+
+#define TRANSPOSE16(src, lds, dst, ldd)                                                                   \
+    do {                                                                                                  \
+        vf x0 = ld((src)), x1 = ld((src) + (lds)), x2 = ld((src) + 2 * (lds)), x3 = ld((src) + 3 * (lds));     \
+        vf x4 = ld((src) + 4 * (lds)), x5 = ld((src) + 5 * (lds)), x6 = ld((src) + 6 * (lds));             \
+        vf x7 = ld((src) + 7 * (lds)), x8 = ld((src) + 8 * (lds)), x9 = ld((src) + 9 * (lds));             \
+        vf x10 = ld((src) + 10 * (lds)), x11 = ld((src) + 11 * (lds)), x12 = ld((src) + 12 * (lds));       \
+        vf x13 = ld((src) + 13 * (lds)), x14 = ld((src) + 14 * (lds)), x15 = ld((src) + 15 * (lds));       \
+        SWAP(0, 8, H8_LO, H8_HI); SWAP(1, 9, H8_LO, H8_HI); SWAP(2, 10, H8_LO, H8_HI); SWAP(3, 11, H8_LO, H8_HI); \
+        SWAP(4, 12, H8_LO, H8_HI); SWAP(5, 13, H8_LO, H8_HI); SWAP(6, 14, H8_LO, H8_HI); SWAP(7, 15, H8_LO, H8_HI); \
+        SWAP(0, 4, H4_LO, H4_HI); SWAP(1, 5, H4_LO, H4_HI); SWAP(2, 6, H4_LO, H4_HI); SWAP(3, 7, H4_LO, H4_HI); \
+        SWAP(8, 12, H4_LO, H4_HI); SWAP(9, 13, H4_LO, H4_HI); SWAP(10, 14, H4_LO, H4_HI); SWAP(11, 15, H4_LO, H4_HI); \
+        SWAP(0, 2, H2_LO, H2_HI); SWAP(1, 3, H2_LO, H2_HI); SWAP(4, 6, H2_LO, H2_HI); SWAP(5, 7, H2_LO, H2_HI); \
+        SWAP(8, 10, H2_LO, H2_HI); SWAP(9, 11, H2_LO, H2_HI); SWAP(12, 14, H2_LO, H2_HI); SWAP(13, 15, H2_LO, H2_HI); \
+        SWAP(0, 1, H1_LO, H1_HI); SWAP(2, 3, H1_LO, H1_HI); SWAP(4, 5, H1_LO, H1_HI); SWAP(6, 7, H1_LO, H1_HI); \
+        SWAP(8, 9, H1_LO, H1_HI); SWAP(10, 11, H1_LO, H1_HI); SWAP(12, 13, H1_LO, H1_HI); SWAP(14, 15, H1_LO, H1_HI); \
+        st((dst), x0); st((dst) + (ldd), x1); st((dst) + 2 * (ldd), x2); st((dst) + 3 * (ldd), x3);       \
+        st((dst) + 4 * (ldd), x4); st((dst) + 5 * (ldd), x5); st((dst) + 6 * (ldd), x6);                 \
+        st((dst) + 7 * (ldd), x7); st((dst) + 8 * (ldd), x8); st((dst) + 9 * (ldd), x9);                 \
+        st((dst) + 10 * (ldd), x10); st((dst) + 11 * (ldd), x11); st((dst) + 12 * (ldd), x12);           \
+        st((dst) + 13 * (ldd), x13); st((dst) + 14 * (ldd), x14); st((dst) + 15 * (ldd), x15);           \
+    } while (0)
+
+MULTIVERSION
+void wino_transpose_planes(const float *v, int channels, int tiles, float *vt) {
+    const size_t plane = wino_plane_stride(channels, tiles), out = (size_t)channels * tiles;
+    const int c16 = channels & ~15, t16 = tiles & ~15;
+    for (int xi = 0; xi < 16; xi++) {
+        const float *src = v + xi * plane;
+        float *dst = vt + xi * out;
+        for (int c = 0; c < c16; c += 16)
+            for (int t = 0; t < t16; t += 16)
+                TRANSPOSE16(src + (size_t)c * tiles + t, (size_t)tiles, dst + (size_t)t * channels + c, (size_t)channels);
+        // The edges that do not fill a block.
+        for (int c = 0; c < channels; c++)
+            for (int t = c < c16 ? t16 : 0; t < tiles; t++) dst[(size_t)t * channels + c] = src[(size_t)c * tiles + t];
     }
 }

@@ -40,40 +40,45 @@ public struct Winograd3x3 {
         tiles = tileRows * tileColumns
     }
 
-    private var kernelFloats: Int { 16 * outChannels * inChannels }
-    private var inputFloats: Int { 16 * inChannels * tiles }
-    private var productFloats: Int { 16 * outChannels * tiles }
-    /// The transforms' own rows: the zero-framed image and four rows, or 12 planes of tiles (`winograd.h`).
-    private var workFloats: Int { max((2 * tileRows + 2) * (2 * tileColumns + 2) + 4 * (2 * tileColumns + 2), 12 * tiles) }
-    /// Scratch: U, one sample's dU, the samples' dU summed in double, V (or dV), M (or dM), and the
-    /// transforms' rows.
-    public var scratchFloats: Int { 4 * kernelFloats + inputFloats + productFloats + workFloats }
+    /// Plane strides: U and dU (Cout x Cin), V and dV (Cin x tiles, with slack), M and dM (Cout x
+    /// tiles, with slack), V^T (tiles x Cin).
+    private var kernelPlane: Int { outChannels * inChannels }
+    private var inputPlane: Int { wino_plane_stride(Int32(inChannels), Int32(tiles)) }
+    private var productPlane: Int { wino_plane_stride(Int32(outChannels), Int32(tiles)) }
+    private var transposedPlane: Int { tiles * inChannels }
+    /// Scratch: U, one sample's dU, the samples' dU summed in double, V (or dV), M (or dM), V^T, and
+    /// the transforms' own buffers.
+    public var scratchFloats: Int {
+        16 * (4 * kernelPlane + inputPlane + productPlane + transposedPlane)
+            + wino_work_floats(Int32(tileRows), Int32(tileColumns))
+    }
 
     private struct Scratch {
-        let u, du, v, m, work: UnsafeMutablePointer<Float>
+        let u, du, v, m, vt, work: UnsafeMutablePointer<Float>
         let duSum: UnsafeMutablePointer<Double>
     }
     private func layout(_ scratch: UnsafeMutablePointer<Float>) -> Scratch {
-        let du = scratch + kernelFloats, sum = du + kernelFloats, v = sum + 2 * kernelFloats, m = v + inputFloats
-        return Scratch(u: scratch, du: du, v: v, m: m, work: m + productFloats,
-                       duSum: UnsafeMutableRawPointer(sum).bindMemory(to: Double.self, capacity: kernelFloats))
+        let du = scratch + 16 * kernelPlane, sum = du + 16 * kernelPlane, v = sum + 32 * kernelPlane
+        let m = v + 16 * inputPlane, vt = m + 16 * productPlane
+        return Scratch(u: scratch, du: du, v: v, m: m, vt: vt, work: vt + 16 * transposedPlane,
+                       duSum: UnsafeMutableRawPointer(sum).bindMemory(to: Double.self, capacity: 16 * kernelPlane))
     }
 
     /// The GEMMs of one training step at `batch` samples: 16 of each kind per sample.
     public func gemms(batch: Int, inputGrad: Bool) -> [GEMMShape] {
         [GEMMShape(m: outChannels, n: tiles, k: inChannels, transA: false, transB: false, repeats: 16 * batch),
-         GEMMShape(m: outChannels, n: inChannels, k: tiles, transA: false, transB: true, repeats: 16 * batch)]
+         GEMMShape(m: outChannels, n: inChannels, k: tiles, transA: false, transB: false, repeats: 16 * batch)]
             + (inputGrad ? [GEMMShape(m: inChannels, n: tiles, k: outChannels, transA: false, transB: false, repeats: 16 * batch)] : [])
     }
 
-    /// The 16 products C_xi (m x n) = A_xi (m x k) op(B_xi), one per transform position, each
-    /// operand a stack of 16 row-major planes.
+    /// The 16 products C_xi (m x n) = A_xi (m x k) B_xi (k x n), one per transform position, each
+    /// operand a stack of 16 row-major planes, `aPlane`, `bPlane` and `cPlane` floats apart.
     @inline(__always)
-    private func planeProducts(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, transB: Bool,
-                               c: UnsafeMutablePointer<Float>) {
+    private func planeProducts(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, aPlane: Int,
+                               b: UnsafePointer<Float>, bPlane: Int, c: UnsafeMutablePointer<Float>, cPlane: Int) {
         for xi in 0..<16 {
-            Kernels.gemm(transA: false, transB: transB, m: m, n: n, k: k, a: a + xi * m * k, lda: k,
-                         b: b + xi * k * n, ldb: transB ? k : n, beta: 0, c: c + xi * m * n, ldc: n)
+            Kernels.gemm(transA: false, transB: false, m: m, n: n, k: k, a: a + xi * aPlane, lda: k,
+                         b: b + xi * bPlane, ldb: n, beta: 0, c: c + xi * cPlane, ldc: n)
         }
     }
 
@@ -86,7 +91,8 @@ public struct Winograd3x3 {
         for sample in 0..<batch {
             transformInput(x + sample * inCount, into: s)
             // M_xi (Cout, tiles) = U_xi (Cout, Cin) V_xi (Cin, tiles)
-            planeProducts(m: outChannels, n: tiles, k: inChannels, a: s.u, b: s.v, transB: false, c: s.m)
+            planeProducts(m: outChannels, n: tiles, k: inChannels, a: s.u, aPlane: kernelPlane,
+                          b: s.v, bPlane: inputPlane, c: s.m, cPlane: productPlane)
             wino_output(s.m, Int32(outChannels), Int32(outHeight), Int32(outWidth), Int32(tileRows), Int32(tileColumns),
                         s.work, y + sample * outCount)
         }
@@ -112,13 +118,16 @@ public struct Winograd3x3 {
             wino_output_grad(dy + sample * outCount, Int32(outChannels), Int32(outHeight), Int32(outWidth),
                              Int32(tileRows), Int32(tileColumns), s.work, s.m)
             transformInput(x + sample * inCount, into: s)
+            wino_transpose_planes(s.v, Int32(inChannels), Int32(tiles), s.vt)
             // dU_xi (Cout, Cin) = dM_xi (Cout, tiles) V_xi^T, summed over the samples in double
-            planeProducts(m: outChannels, n: inChannels, k: tiles, a: s.m, b: s.v, transB: true, c: s.du)
-            wino_sum(s.duSum, s.du, kernelFloats, first ? 1 : 0)
+            planeProducts(m: outChannels, n: inChannels, k: tiles, a: s.m, aPlane: productPlane,
+                          b: s.vt, bPlane: transposedPlane, c: s.du, cPlane: kernelPlane)
+            wino_sum(s.duSum, s.du, 16 * kernelPlane, first ? 1 : 0)
             first = false
             guard let dx else { continue }
             // dV_xi (Cin, tiles) = U_xi^T (Cin, Cout) dM_xi, over V (no longer needed)
-            planeProducts(m: inChannels, n: tiles, k: outChannels, a: s.u, b: s.m, transB: false, c: s.v)
+            planeProducts(m: inChannels, n: tiles, k: outChannels, a: s.u, aPlane: kernelPlane,
+                          b: s.m, bPlane: productPlane, c: s.v, cPlane: inputPlane)
             wino_input_grad(s.v, Int32(inChannels), Int32(height), Int32(width), Int32(padding),
                             Int32(tileRows), Int32(tileColumns), s.work, dx + sample * inCount)
         }

@@ -334,7 +334,8 @@ final class NumpyReferenceTests: XCTestCase {
 
     func testConv2dWinograd() throws {
         // 3x3, stride 1, 8+ channels in and out: Winograd's F(2x2, 3x3). Odd output sizes (a last
-        // tile half outside), paddings 0-3, one-tile outputs (a 1x1 image), no bias.
+        // tile half outside), paddings 0-3, one-tile outputs (a 1x1 image), no bias, rows of more
+        // than 16 tiles.
         let cases: [(batch: Int, input: Shape, out: Int, padding: Int, bias: Bool)] = [
             (3, Shape(8, 6, 5), 9, 0, true),
             (2, Shape(9, 7, 6), 8, 1, true),
@@ -344,6 +345,9 @@ final class NumpyReferenceTests: XCTestCase {
             (2, Shape(8, 1, 1), 8, 1, true),
             (1, Shape(8, 2, 5), 9, 3, true),
             (2, Shape(16, 12, 12), 16, 1, true),
+            // Rows of more than 16 tiles: the transforms' vector loops take two steps per row.
+            (2, Shape(8, 35, 36), 8, 1, true),
+            (1, Shape(8, 9, 40), 9, 0, false),
         ]
         for (i, c) in cases.enumerated() {
             let conv = try XCTUnwrap(Conv2d(input: c.input, outChannels: c.out, kernel: 3, padding: c.padding))

@@ -18,18 +18,27 @@ void wino_kernels_grad(const double *du, int cout, int cin, float *dw, int accum
 /// sum[i] = (first) or += du[i]: the samples' dU, summed in double.
 void wino_sum(double *sum, const float *du, size_t count, int first);
 
+/// The distance between two planes of v, dv, m or dm (`channels` x `tiles` each): the plane, then
+/// at least 16 floats of slack, which the transforms may write and read.
+size_t wino_plane_stride(int channels, int tiles);
+/// The floats of `scratch` that the four transforms below need.
+size_t wino_work_floats(int ty, int tx);
+
 /// v[xi][c][t] = (B^T d B)[i][j] for the 4x4 patch d of tile t in channel c of x (c, h, w),
-/// padded by `pad`. `scratch`: (2TY+2) x (2TX+2) + 4 (2TX+2) floats.
+/// padded by `pad`. Planes `wino_plane_stride(channels, TY TX)` apart.
 void wino_input(const float *x, int channels, int h, int w, int pad, int ty, int tx,
                 float *scratch, float *v);
 /// dx (c, h, w) = the adjoint of `wino_input` applied to dv (overlapping patches add).
-/// `scratch`: (2TY+2) x (2TX+2) + 4 (2TX+2) floats.
 void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int ty, int tx,
                      float *scratch, float *dx);
 
 /// y (k, ho, wo) = (A^T m A) for every output channel and tile, cut to the output's size.
-/// `scratch`: 12 TY TX floats.
 void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, float *scratch, float *y);
 /// dm[xi][k][t] = (A dy A^T)[i][j], dy's tile taken as zero outside (ho, wo): the adjoint of
-/// `wino_output`. `scratch`: 12 TY TX floats.
+/// `wino_output`.
 void wino_output_grad(const float *dy, int channels, int ho, int wo, int ty, int tx, float *scratch, float *dm);
+
+/// vt[xi][t][c] = v[xi][c][t]: each plane of v (as `wino_input` lays them out) transposed, the
+/// planes packed (channels x tiles apart). Then dU = dM V^T is a plain product, which OpenBLAS's
+/// small-matrix kernels take (the transposed form goes through its packing path, 30% slower).
+void wino_transpose_planes(const float *v, int channels, int tiles, float *vt);
