@@ -35,3 +35,33 @@ void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, in
         }
     }
 }
+
+// The adjoint: each window's four inputs get dy at its argmax and zero elsewhere (0 + dy, as the
+// general path's dx[argmax] += dy on zeros gives), in one pass that writes dx in order. Rows and
+// columns past the last window (odd h or w) get zero.
+MULTIVERSION
+void ckernels_maxpool2x2_backward(const float *dy, const int32_t *argmax, size_t planes, int h, int w, int ho, int wo,
+                                  float *dx) {
+    for (size_t plane = 0; plane < planes; plane++) {
+        const float *dyp = dy + plane * (size_t)ho * wo;
+        const int32_t *ap = argmax + plane * (size_t)ho * wo;
+        float *dxp = dx + plane * (size_t)h * w;
+        for (int oh = 0; oh < ho; oh++) {
+            float *restrict r0 = dxp + (size_t)(2 * oh) * w, *restrict r1 = r0 + w;
+            const float *restrict d = dyp + (size_t)oh * wo;
+            const int32_t *restrict a = ap + (size_t)oh * wo;
+            const int base = 2 * oh * w;
+            for (int ow = 0; ow < wo; ow++) {
+                const float g = 0.0f + d[ow];
+                const int32_t at = a[ow] - base - 2 * ow;  // 0, 1, w or w + 1
+                r0[2 * ow] = at == 0 ? g : 0.0f;
+                r0[2 * ow + 1] = at == 1 ? g : 0.0f;
+                r1[2 * ow] = at == w ? g : 0.0f;
+                r1[2 * ow + 1] = at == w + 1 ? g : 0.0f;
+            }
+            for (int j = 2 * wo; j < w; j++) r0[j] = r1[j] = 0.0f;
+        }
+        for (int i = 2 * ho; i < h; i++)
+            for (int j = 0; j < w; j++) dxp[(size_t)i * w + j] = 0.0f;
+    }
+}

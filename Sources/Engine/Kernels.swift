@@ -32,6 +32,12 @@ public enum Kernels {
         ckernels_maxpool2x2(x, planes, Int32(height), Int32(width), Int32(outHeight), Int32(outWidth), y, argmax)
     }
 
+    /// maxPool2x2's adjoint: dx = dy at each window's argmax, zero elsewhere (written in one pass).
+    public static func maxPool2x2Backward(_ dy: UnsafePointer<Float>, argmax: UnsafePointer<Int32>, planes: Int, height: Int,
+                                          width: Int, outHeight: Int, outWidth: Int, _ dx: UnsafeMutablePointer<Float>) {
+        ckernels_maxpool2x2_backward(dy, argmax, planes, Int32(height), Int32(width), Int32(outHeight), Int32(outWidth), dx)
+    }
+
     /// dst[i] = mask[i] != 0 ? src[i] * scale : 0 for i < count (Dropout; dst may be src).
     public static func applyMask(_ mask: UnsafePointer<UInt8>, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
                                  count: Int, scale: Float) {

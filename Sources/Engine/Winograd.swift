@@ -82,9 +82,12 @@ public struct Winograd3x3 {
         }
     }
 
-    /// y (batch, Cout, Ho, Wo) = the cross-correlation of x with `weight`, without bias.
+    /// y (batch, Cout, Ho, Wo) = the cross-correlation of x with `weight`, without bias. `finish`
+    /// gets each sample's output as soon as it is written (while it is in cache): the layer's bias
+    /// and activation.
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
-                        weight: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+                        weight: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                        finish: (UnsafeMutablePointer<Float>) -> Void) {
         let s = layout(scratch)
         wino_kernels(weight, Int32(outChannels), Int32(inChannels), 0, s.u)
         let inCount = inChannels * height * width, outCount = outChannels * outHeight * outWidth
@@ -95,6 +98,7 @@ public struct Winograd3x3 {
                           b: s.v, bPlane: inputPlane, c: s.m, cPlane: productPlane)
             wino_output(s.m, Int32(outChannels), Int32(outHeight), Int32(outWidth), Int32(tileRows), Int32(tileColumns),
                         s.work, y + sample * outCount)
+            finish(y + sample * outCount)
         }
     }
 
@@ -104,17 +108,20 @@ public struct Winograd3x3 {
         wino_kernels(weight, Int32(outChannels), Int32(inChannels), 1, layout(scratch).u)
     }
 
-    /// Backward over `samples` (indices into the batch, in the order their dU is summed), with dy
-    /// already through the activation's derivative. `weightGrad` gets (or, with `accumulate`, adds)
+    /// Backward over `samples` (indices into the batch, in the order their dU is summed). `prepare`
+    /// gets each sample first, to take its dy through the activation's derivative (in cache, just
+    /// before the transform reads it). `weightGrad` gets (or, with `accumulate`, adds)
     /// G^T (sum of dU) G; `dx`, when given (after `prepareInputGradient`), gets each sample's input
     /// gradient. With no samples the weight gradient is written as zero (or left, with `accumulate`).
     public func backward<Samples: Sequence<Int>>(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
                                                  samples: Samples, weightGrad: UnsafeMutablePointer<Float>,
-                                                 accumulate: Bool, scratch: UnsafeMutablePointer<Float>) {
+                                                 accumulate: Bool, scratch: UnsafeMutablePointer<Float>,
+                                                 prepare: (Int) -> Void) {
         let s = layout(scratch)
         let inCount = inChannels * height * width, outCount = outChannels * outHeight * outWidth
         var first = true
         for sample in samples {
+            prepare(sample)
             wino_output_grad(dy + sample * outCount, Int32(outChannels), Int32(outHeight), Int32(outWidth),
                              Int32(tileRows), Int32(tileColumns), s.work, s.m)
             transformInput(x + sample * inCount, into: s)

@@ -103,19 +103,26 @@ public final class Conv2d: FusesActivation {
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         let inCount = inputShape.count, outCount = outputShape.count
-        winograd?.forward(x, y, batch: batch, weight: weight, scratch: columns)
+        if let winograd {
+            winograd.forward(x, y, batch: batch, weight: weight, scratch: columns) { finish($0) }
+            return
+        }
         for s in 0..<batch {
             let ys = y + s * outCount
-            if winograd == nil {
-                let cols = unrolled(x + s * inCount)
-                Kernels.gemm(transA: false, transB: false, m: outChannels, n: pixels, k: patch,
-                             a: weight, lda: patch, b: cols, ldb: pixels, beta: 0, c: ys, ldc: pixels)
-            }
-            if let activation {
-                activation.withFunction { f in epilogue(ys, f) }
-            } else if hasBias {
-                epilogue(ys) { $0 }
-            }
+            let cols = unrolled(x + s * inCount)
+            Kernels.gemm(transA: false, transB: false, m: outChannels, n: pixels, k: patch,
+                         a: weight, lda: patch, b: cols, ldb: pixels, beta: 0, c: ys, ldc: pixels)
+            finish(ys)
+        }
+    }
+
+    /// The bias and the fused activation over one sample's output.
+    @inline(__always)
+    private func finish(_ ys: UnsafeMutablePointer<Float>) {
+        if let activation {
+            activation.withFunction { f in epilogue(ys, f) }
+        } else if hasBias {
+            epilogue(ys) { $0 }
         }
     }
 
@@ -145,12 +152,12 @@ public final class Conv2d: FusesActivation {
             var first = !accumulate
             let samples = Swift.stride(from: j, to: batch, by: parts)
             if let winograd {
-                for s in samples {
+                winograd.backward(x: x, dy: dy, dx: dx, samples: samples, weightGrad: wg, accumulate: accumulate,
+                                  scratch: columns) { s in
                     outputGradient(sample: s, y: y, dy: dy, biasGrad: bg, first: first)
                     first = false
                 }
                 if first { bg?.update(repeating: 0, count: outChannels) }
-                winograd.backward(x: x, dy: dy, dx: dx, samples: samples, weightGrad: wg, accumulate: accumulate, scratch: columns)
                 continue
             }
             for s in samples {

@@ -78,6 +78,11 @@ public final class MaxPool2d: Layer {
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
         guard let dx else { return }
         let inPlane = inputShape.dims[1] * inputShape.dims[2], outPlane = outputShape.dims[1] * outputShape.dims[2]
+        if kernel == 2 && stride == 2 {  // windows that do not overlap: one pass, no zeroing first
+            return Kernels.maxPool2x2Backward(dy, argmax: argmax, planes: batch * inputShape.dims[0],
+                                              height: inputShape.dims[1], width: inputShape.dims[2],
+                                              outHeight: outputShape.dims[1], outWidth: outputShape.dims[2], dx)
+        }
         dx.update(repeating: 0, count: batch * inputShape.count)
         for plane in 0..<(batch * inputShape.dims[0]) {
             let dxp = dx + plane * inPlane, dyp = dy + plane * outPlane, ap = argmax + plane * outPlane
