@@ -38,11 +38,13 @@ void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, in
 
 // The adjoint: each window's four inputs get dy at its argmax and zero elsewhere (0 + dy, as the
 // general path's dx[argmax] += dy on zeros gives), in one pass that writes dx in order. Rows and
-// columns past the last window (odd h or w) get zero.
+// columns past the last window (odd h or w) get zero. With `relu_y`, the landed gradient is then
+// multiplied by ReLU's derivative at the pooled output y (1 where y > 0, else 0).
 MULTIVERSION
 void ckernels_maxpool2x2_backward(const float *dy, const int32_t *argmax, size_t planes, int h, int w, int ho, int wo,
-                                  float *dx) {
+                                  const float *relu_y, float *dx) {
     for (size_t plane = 0; plane < planes; plane++) {
+        const float *yp = relu_y ? relu_y + plane * (size_t)ho * wo : NULL;
         const float *dyp = dy + plane * (size_t)ho * wo;
         const int32_t *ap = argmax + plane * (size_t)ho * wo;
         float *dxp = dx + plane * (size_t)h * w;
@@ -51,8 +53,9 @@ void ckernels_maxpool2x2_backward(const float *dy, const int32_t *argmax, size_t
             const float *restrict d = dyp + (size_t)oh * wo;
             const int32_t *restrict a = ap + (size_t)oh * wo;
             const int base = 2 * oh * w;
+            const float *restrict y = yp ? yp + (size_t)oh * wo : NULL;
             for (int ow = 0; ow < wo; ow++) {
-                const float g = 0.0f + d[ow];
+                const float g = y ? (0.0f + d[ow]) * (y[ow] > 0 ? 1.0f : 0.0f) : 0.0f + d[ow];
                 const int32_t at = a[ow] - base - 2 * ow;  // 0, 1, w or w + 1
                 r0[2 * ow] = at == 0 ? g : 0.0f;
                 r0[2 * ow + 1] = at == 1 ? g : 0.0f;

@@ -32,10 +32,13 @@ public enum Kernels {
         ckernels_maxpool2x2(x, planes, Int32(height), Int32(width), Int32(outHeight), Int32(outWidth), y, argmax)
     }
 
-    /// maxPool2x2's adjoint: dx = dy at each window's argmax, zero elsewhere (written in one pass).
+    /// maxPool2x2's adjoint: dx = dy at each window's argmax, zero elsewhere (written in one pass);
+    /// with `reluOutput` (a ReLU's pooled output y), times ReLU's derivative (y > 0 ? 1 : 0) there.
     public static func maxPool2x2Backward(_ dy: UnsafePointer<Float>, argmax: UnsafePointer<Int32>, planes: Int, height: Int,
-                                          width: Int, outHeight: Int, outWidth: Int, _ dx: UnsafeMutablePointer<Float>) {
-        ckernels_maxpool2x2_backward(dy, argmax, planes, Int32(height), Int32(width), Int32(outHeight), Int32(outWidth), dx)
+                                          width: Int, outHeight: Int, outWidth: Int, reluOutput: UnsafePointer<Float>? = nil,
+                                          _ dx: UnsafeMutablePointer<Float>) {
+        ckernels_maxpool2x2_backward(dy, argmax, planes, Int32(height), Int32(width), Int32(outHeight), Int32(outWidth),
+                                     reluOutput, dx)
     }
 
     /// dst[i] = mask[i] != 0 ? src[i] * scale : 0 for i < count (Dropout; dst may be src).

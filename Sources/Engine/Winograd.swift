@@ -82,23 +82,24 @@ public struct Winograd3x3 {
         }
     }
 
-    /// y (batch, Cout, Ho, Wo) = the cross-correlation of x with `weight`, without bias. `finish`
-    /// gets each sample's output as soon as it is written (while it is in cache): the layer's bias
-    /// and activation.
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
+    /// Each sample's (Cout, Ho, Wo) cross-correlation of x with `weight`, without bias, at
+    /// y + sample * outputStride (0: every sample in the same place). `finish(sample, output)` gets
+    /// each as soon as it is written, while it is in cache (the layer's bias and activation).
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, outputStride: Int, batch: Int,
                         weight: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-                        finish: (UnsafeMutablePointer<Float>) -> Void) {
+                        finish: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let s = layout(scratch)
         wino_kernels(weight, Int32(outChannels), Int32(inChannels), 0, s.u)
-        let inCount = inChannels * height * width, outCount = outChannels * outHeight * outWidth
+        let inCount = inChannels * height * width
         for sample in 0..<batch {
             transformInput(x + sample * inCount, into: s)
             // M_xi (Cout, tiles) = U_xi (Cout, Cin) V_xi (Cin, tiles)
             planeProducts(m: outChannels, n: tiles, k: inChannels, a: s.u, aPlane: kernelPlane,
                           b: s.v, bPlane: inputPlane, c: s.m, cPlane: productPlane)
+            let ys = y + sample * outputStride
             wino_output(s.m, Int32(outChannels), Int32(outHeight), Int32(outWidth), Int32(tileRows), Int32(tileColumns),
-                        s.work, y + sample * outCount)
-            finish(y + sample * outCount)
+                        s.work, ys)
+            finish(sample, ys)
         }
     }
 
@@ -108,21 +109,20 @@ public struct Winograd3x3 {
         wino_kernels(weight, Int32(outChannels), Int32(inChannels), 1, layout(scratch).u)
     }
 
-    /// Backward over `samples` (indices into the batch, in the order their dU is summed). `prepare`
-    /// gets each sample first, to take its dy through the activation's derivative (in cache, just
-    /// before the transform reads it). `weightGrad` gets (or, with `accumulate`, adds)
+    /// Backward over `samples` (indices into the batch, in the order their dU is summed). `dy(sample)`
+    /// gives each sample's output gradient, through the activation's derivative (made just before
+    /// the transform reads it, in cache). `weightGrad` gets (or, with `accumulate`, adds)
     /// G^T (sum of dU) G; `dx`, when given (after `prepareInputGradient`), gets each sample's input
     /// gradient. With no samples the weight gradient is written as zero (or left, with `accumulate`).
-    public func backward<Samples: Sequence<Int>>(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
+    public func backward<Samples: Sequence<Int>>(x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
                                                  samples: Samples, weightGrad: UnsafeMutablePointer<Float>,
                                                  accumulate: Bool, scratch: UnsafeMutablePointer<Float>,
-                                                 prepare: (Int) -> Void) {
+                                                 dy: (Int) -> UnsafePointer<Float>) {
         let s = layout(scratch)
-        let inCount = inChannels * height * width, outCount = outChannels * outHeight * outWidth
+        let inCount = inChannels * height * width
         var first = true
         for sample in samples {
-            prepare(sample)
-            wino_output_grad(dy + sample * outCount, Int32(outChannels), Int32(outHeight), Int32(outWidth),
+            wino_output_grad(dy(sample), Int32(outChannels), Int32(outHeight), Int32(outWidth),
                              Int32(tileRows), Int32(tileColumns), s.work, s.m)
             transformInput(x + sample * inCount, into: s)
             wino_transpose_planes(s.v, Int32(inChannels), Int32(tiles), s.vt)

@@ -12,7 +12,10 @@ import Engine
 /// runs as Winograd's F(2x2, 3x3) instead (`Winograd3x3`): 2.25x fewer multiplications, the same
 /// result up to rounding. With a fused activation (`FusesActivation`), y = f(conv + bias) in
 /// the pass that adds the bias, and backward applies f' in the pass that sums the bias gradient.
-public final class Conv2d: FusesActivation {
+/// With a fused MaxPool2d(2, stride 2) after it (`FusesMaxPool`; no activation or ReLU), each
+/// sample's output is made in scratch and pooled at once, and backward rebuilds each sample's
+/// output gradient there: the whole output is never stored.
+public final class Conv2d: FusesActivation, FusesMaxPool {
     public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
         graph.add("Conv", [x, prefix + "weight"] + (parameters.hasBias ? [prefix + "bias"] : []),
                   [("kernel_shape", .ints([kernel, kernel])), ("strides", .ints([stride, stride])),
@@ -33,6 +36,10 @@ public final class Conv2d: FusesActivation {
     private var biasGrad: UnsafeMutablePointer<Float>? { parameters.biasGrad }
     /// The columns (im2col), or Winograd's transforms: this call's scratch.
     private var columns: UnsafeMutablePointer<Float>!
+    /// The pooling this layer runs (`FusesMaxPool`), and one sample's output (scratch, after the
+    /// columns).
+    private var pool: MaxPool2d?
+    private var sampleOutput: UnsafeMutablePointer<Float>!
     private let winograd: Winograd3x3?
     /// Whether this convolution runs as Winograd's F(2x2, 3x3) (else im2col and one GEMM per sample).
     public var usesWinograd: Bool { winograd != nil }
@@ -77,18 +84,26 @@ public final class Conv2d: FusesActivation {
         return true
     }
 
+    /// Only a 2x2 window at stride 2 over this layer's output, after no activation or ReLU (whose
+    /// derivative, 0 or 1, lets backward skip the positions that were not a window's maximum).
+    public func fuse(_ pool: MaxPool2d) -> Bool {
+        guard pool.isTwoByTwo, pool.inputShape == outputShape, activation == nil || activation == .relu else { return false }
+        self.pool = pool
+        return true
+    }
+
+    /// Scratch: the columns or Winograd's, then one sample's output when a pooling is fused.
+    private var columnFloats: Int { winograd?.scratchFloats ?? (pointwise ? 0 : patch * pixels) }
+
     public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {
         parameters.reserve(in: store, prefix: prefix)
-        if let winograd {
-            store.reserveScratch(winograd.scratchFloats)
-        } else if !pointwise {
-            store.reserveScratch(patch * pixels)
-        }
+        store.reserveScratch(columnFloats + (pool != nil ? outputShape.count : 0))
     }
 
     public func bind(to store: ParameterStore) {
         parameters.bind(to: store)
         columns = store.scratch.pointer
+        sampleOutput = columns + columnFloats
     }
 
     /// torch.nn.Conv2d.reset_parameters (`WeightAndBias.reset`, fan_in = Cin*K*K).
@@ -102,17 +117,34 @@ public final class Conv2d: FusesActivation {
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
-        let inCount = inputShape.count, outCount = outputShape.count
+        outputs(x, y, stride: outputShape.count, batch: batch) { _, _ in }
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, pooled: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        let pool = pool!, count = pool.outputShape.count
+        outputs(x, sampleOutput, stride: 0, batch: batch) { s, ys in pool.forward(sample: s, ys, pooled + s * count) }
+    }
+
+    /// Each sample's output, bias and activation applied, at y + s * stride (0: every sample in
+    /// the same place), then `then(s, output)` while it is in cache.
+    @inline(__always)
+    private func outputs(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, stride: Int, batch: Int,
+                         then: (Int, UnsafeMutablePointer<Float>) -> Void) {
         if let winograd {
-            winograd.forward(x, y, batch: batch, weight: weight, scratch: columns) { finish($0) }
+            winograd.forward(x, y, outputStride: stride, batch: batch, weight: weight, scratch: columns) { s, ys in
+                finish(ys)
+                then(s, ys)
+            }
             return
         }
+        let inCount = inputShape.count
         for s in 0..<batch {
-            let ys = y + s * outCount
+            let ys = y + s * stride
             let cols = unrolled(x + s * inCount)
             Kernels.gemm(transA: false, transB: false, m: outChannels, n: pixels, k: patch,
                          a: weight, lda: patch, b: cols, ldb: pixels, beta: 0, c: ys, ldc: pixels)
             finish(ys)
+            then(s, ys)
         }
     }
 
@@ -139,6 +171,28 @@ public final class Conv2d: FusesActivation {
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
+        let count = outputShape.count
+        gradients(x: x, dx: dx, batch: batch, context: context) { s in
+            (UnsafeMutablePointer(mutating: dy + s * count), y + s * count)
+        }
+    }
+
+    public func backward(x: UnsafePointer<Float>, pooled: UnsafePointer<Float>, dPooled: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
+        let pool = pool!, count = pool.outputShape.count
+        gradients(x: x, dx: dx, batch: batch, context: context) { s in
+            // The pool's backward for this sample, through the fused ReLU's derivative (`fuse`).
+            pool.backward(sample: s, dy: dPooled + s * count, sampleOutput, reluOutput: activation == .relu ? pooled + s * count : nil)
+            return (sampleOutput, nil)
+        }
+    }
+
+    /// The parameter gradients, and dx when given, from each sample's output gradient: `sample(s)`
+    /// says where that is, and which output to take the fused activation's derivative from there
+    /// (nil: none to take).
+    @inline(__always)
+    private func gradients(x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext,
+                           sample: (Int) -> (UnsafeMutablePointer<Float>, UnsafePointer<Float>?)) {
         let inCount = inputShape.count
         // The parameter gradients sum over the samples, one shard at a time with --invariant-shards
         // (each into its leaf, then the fixed tree), else in one run over the batch.
@@ -152,16 +206,18 @@ public final class Conv2d: FusesActivation {
             var first = !accumulate
             let samples = Swift.stride(from: j, to: batch, by: parts)
             if let winograd {
-                winograd.backward(x: x, dy: dy, dx: dx, samples: samples, weightGrad: wg, accumulate: accumulate,
+                winograd.backward(x: x, dx: dx, samples: samples, weightGrad: wg, accumulate: accumulate,
                                   scratch: columns) { s in
-                    outputGradient(sample: s, y: y, dy: dy, biasGrad: bg, first: first)
-                    first = false
+                    let (g, ys) = sample(s)
+                    defer { first = false }
+                    return UnsafePointer(outputGradient(g, ys, biasGrad: bg, first: first))
                 }
                 if first { bg?.update(repeating: 0, count: outChannels) }
                 continue
             }
             for s in samples {
-                let g = outputGradient(sample: s, y: y, dy: dy, biasGrad: bg, first: first)
+                let (gs, ys) = sample(s)
+                let g = outputGradient(gs, ys, biasGrad: bg, first: first)
                 let cols = unrolled(x + s * inCount)
                 // dW (Cout, Cin*K*K) (+)= g (Cout, Ho*Wo) x columns^T
                 Kernels.gemm(transA: false, transB: true, m: outChannels, n: patch, k: pixels,
@@ -190,15 +246,13 @@ public final class Conv2d: FusesActivation {
         }
     }
 
-    /// With a fused activation dy becomes the gradient before it, in place (this layer's own output
-    /// gradient buffer), in the pass that sums the bias gradient. Returns the sample's gradient.
-    @inline(__always) @discardableResult
-    private func outputGradient(sample s: Int, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+    /// One sample's output gradient g: with the output y of a fused activation, g becomes the
+    /// gradient before it, in place, in the pass that sums the bias gradient. Returns g.
+    @inline(__always)
+    private func outputGradient(_ g: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>?,
                                 biasGrad bg: UnsafeMutablePointer<Float>?, first: Bool) -> UnsafeMutablePointer<Float> {
-        let outCount = outputShape.count
-        let g = UnsafeMutablePointer(mutating: dy + s * outCount)
-        if let activation {
-            activation.withDerivative { d in biasGradient(g, y + s * outCount, into: bg, first: first, d) }
+        if let activation, let y {
+            activation.withDerivative { d in biasGradient(g, y, into: bg, first: first, d) }
         } else if hasBias {
             biasGradient(g, nil, into: bg, first: first) { _ in 1 }
         }

@@ -120,6 +120,21 @@ public protocol FusesActivation: Layer {
     func fuse(_ kind: ActivationKind) -> Bool
 }
 
+/// A layer that can run the MaxPool2d(2, stride 2) after it (after the activation it fused, if any)
+/// in its own pass, one sample at a time: its own output then stays in cache between the two and
+/// is never stored whole (Conv2d). A chain offers each such layer the pooling that follows it; when
+/// taken, the chain runs the pair as one step through the two methods below, and the pooling and
+/// the activation between them do nothing of their own.
+public protocol FusesMaxPool: Layer {
+    /// Takes over `pool`; false when this layer cannot (they then run on their own).
+    func fuse(_ pool: MaxPool2d) -> Bool
+    /// This layer's forward, then the pool's: `pooled` (and the pool's argmax) get the pool's output.
+    func forward(_ x: UnsafePointer<Float>, pooled: UnsafeMutablePointer<Float>, batch: Int, context: StepContext)
+    /// The pool's backward, then this layer's, from the gradient of the pool's output.
+    func backward(x: UnsafePointer<Float>, pooled: UnsafePointer<Float>, dPooled: UnsafePointer<Float>,
+                  dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext)
+}
+
 /// A layer whose randomness is keyed by its position among such layers (Dropout's masks), so that
 /// two of them in one model draw different masks.
 public protocol KeyedRandomness: Layer {

@@ -3,7 +3,7 @@ import Engine
 /// Layers run one after another, each reading the previous one's output: the body of a `Sequential`
 /// and of a residual block. The chain reserves every intermediate value and its gradient in the
 /// store's workspace once (a view layer's output is its input's memory), wires the layers that fuse
-/// the activation after them, and runs forward and backward over plain pointers.
+/// the activation or the max-pooling after them, and runs forward and backward over plain pointers.
 ///
 /// Value 0 is the chain's input: memory the chain owns (`ownsInput`, a model's input) or the
 /// caller's, given at each call. Value i + 1 is layer i's output; the last is the chain's output.
@@ -19,6 +19,11 @@ final class LayerChain {
     /// Whether layer i must write its input gradient (some earlier layer has parameters, or the
     /// chain's caller wants the input gradient).
     private let needsInputGrad: [Bool]
+    /// For a layer that runs the pooling after it (`FusesMaxPool`): itself, and the pooling's index.
+    /// The layers from it to the pooling run as one step, and the values between have no memory.
+    private let pooling: [(layer: FusesMaxPool, pool: Int)?]
+    /// Layers that such a step runs (the pooling, and the activation before it).
+    private let inPooling: [Bool]
     /// Workspace offsets of each value that has memory of its own, and of its gradient.
     private var offsets: [(value: Int, grad: Int)?] = []
     private var values: [UnsafeMutablePointer<Float>?] = []
@@ -49,6 +54,21 @@ final class LayerChain {
                 act.fusedIntoPrevious = true
             }
         }
+        // A layer that can run the 2x2 max-pooling after it (after the activation it fused) does so,
+        // one sample at a time; that pooling then does nothing of its own.
+        var pooling = [(layer: FusesMaxPool, pool: Int)?](repeating: nil, count: layers.count)
+        var inPooling = [Bool](repeating: false, count: layers.count)
+        for i in layers.indices {
+            guard let fuser = layers[i] as? FusesMaxPool else { continue }
+            var j = i + 1
+            if j < layers.count, let act = layers[j] as? Activation, act.fusedIntoPrevious { j += 1 }
+            guard j < layers.count, let pool = layers[j] as? MaxPool2d, fuser.fuse(pool) else { continue }
+            pool.fusedIntoPrevious = true
+            pooling[i] = (fuser, j)
+            for k in (i + 1)...j { inPooling[k] = true }
+        }
+        self.pooling = pooling
+        self.inPooling = inPooling
         var home = [0]
         for (i, layer) in layers.enumerated() { home.append(layer.isView ? home[i] : i + 1) }
         self.home = home
@@ -69,7 +89,8 @@ final class LayerChain {
             starts.append(store.entries.count > before ? store.entries[before].offset : nil)
         }
         offsets = (0...layers.count).map { i in
-            guard home[i] == i, i > 0 || ownsInput else { return nil }
+            // Not the output of a layer that runs the pooling after it (nothing writes it).
+            guard home[i] == i, i > 0 || ownsInput, i == 0 || pooling[i - 1] == nil else { return nil }
             let n = maxBatch * (i == 0 ? inputShape.count : layers[i - 1].outputShape.count)
             return (store.reserveWorkspace(n), store.reserveWorkspace(n))
         }
@@ -100,8 +121,12 @@ final class LayerChain {
     }
 
     func forward(_ x: UnsafePointer<Float>, batch: Int, context: StepContext) {
-        for i in 0..<layers.count {
-            layers[i].forward(value(i, x), value(i + 1, x), batch: batch, context: context)
+        for i in 0..<layers.count where !inPooling[i] {
+            if let (fuser, pool) = pooling[i] {
+                fuser.forward(value(i, x), pooled: value(pool + 1, x), batch: batch, context: context)
+            } else {
+                layers[i].forward(value(i, x), value(i + 1, x), batch: batch, context: context)
+            }
         }
     }
 
@@ -109,10 +134,15 @@ final class LayerChain {
     /// layer, `layerDone(i)` (the reducer's cue for the gradients of layer i and later).
     func backward(_ x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext,
                   layerDone: (Int) -> Void = { _ in }) {
-        for i in stride(from: layers.count - 1, through: 0, by: -1) {
-            guard let dy = grad(i + 1, dx) else { continue }
-            layers[i].backward(x: value(i, x), y: value(i + 1, x), dy: dy, dx: needsInputGrad[i] ? grad(i, dx) : nil,
-                               batch: batch, context: context)
+        for i in stride(from: layers.count - 1, through: 0, by: -1) where !inPooling[i] {
+            let last = pooling[i]?.pool ?? i
+            guard let dy = grad(last + 1, dx) else { continue }
+            let dxi = needsInputGrad[i] ? grad(i, dx) : nil
+            if let (fuser, _) = pooling[i] {
+                fuser.backward(x: value(i, x), pooled: value(last + 1, x), dPooled: dy, dx: dxi, batch: batch, context: context)
+            } else {
+                layers[i].backward(x: value(i, x), y: value(i + 1, x), dy: dy, dx: dxi, batch: batch, context: context)
+            }
             layerDone(i)
         }
     }

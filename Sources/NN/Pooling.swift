@@ -20,6 +20,11 @@ public final class MaxPool2d: Layer {
     public let outputShape: Shape
     private var argmaxOffset = 0
     private var argmax: UnsafeMutablePointer<Int32>!
+    /// Run by the layer before it (`FusesMaxPool`), one sample at a time: forward and backward here
+    /// do nothing.
+    public var fusedIntoPrevious = false
+    /// The common case, with a kernel of its own (C): a 2x2 window at stride 2.
+    public var isTwoByTwo: Bool { kernel == 2 && stride == 2 }
 
     public init?(input: Shape, kernel: Int, stride: Int? = nil) {
         guard let output = pooledShape(input, kernel: kernel, stride: stride ?? kernel) else { return nil }
@@ -40,10 +45,11 @@ public final class MaxPool2d: Layer {
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
+        if fusedIntoPrevious { return }
         let (h, w) = (inputShape.dims[1], inputShape.dims[2])
         let (ho, wo) = (outputShape.dims[1], outputShape.dims[2])
         let planes = batch * inputShape.dims[0]
-        if kernel == 2 && stride == 2 {  // the common case, in C: the same rule, vectorized
+        if isTwoByTwo {  // the common case, in C: the same rule, vectorized
             return Kernels.maxPool2x2(x, planes: planes, height: h, width: w, outHeight: ho, outWidth: wo, y, argmax: argmax)
         }
         for plane in 0..<planes {
@@ -76,9 +82,9 @@ public final class MaxPool2d: Layer {
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        guard let dx else { return }
+        guard let dx, !fusedIntoPrevious else { return }
         let inPlane = inputShape.dims[1] * inputShape.dims[2], outPlane = outputShape.dims[1] * outputShape.dims[2]
-        if kernel == 2 && stride == 2 {  // windows that do not overlap: one pass, no zeroing first
+        if isTwoByTwo {  // windows that do not overlap: one pass, no zeroing first
             return Kernels.maxPool2x2Backward(dy, argmax: argmax, planes: batch * inputShape.dims[0],
                                               height: inputShape.dims[1], width: inputShape.dims[2],
                                               outHeight: outputShape.dims[1], outWidth: outputShape.dims[2], dx)
@@ -88,6 +94,25 @@ public final class MaxPool2d: Layer {
             let dxp = dx + plane * inPlane, dyp = dy + plane * outPlane, ap = argmax + plane * outPlane
             for o in 0..<outPlane { dxp[Int(ap[o])] += dyp[o] }
         }
+    }
+
+    /// One sample of a 2x2 pooling (`isTwoByTwo`), for the layer that fused it: sample `s`'s input
+    /// `x` (C, H, W) to its output `y`, with its argmax.
+    public func forward(sample s: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        Kernels.maxPool2x2(x, planes: inputShape.dims[0], height: inputShape.dims[1], width: inputShape.dims[2],
+                           outHeight: outputShape.dims[1], outWidth: outputShape.dims[2], y,
+                           argmax: argmax + s * outputShape.count)
+    }
+
+    /// Its backward for sample `s`: dx (C, H, W) = dy at each window's argmax, zero elsewhere. With
+    /// the ReLU fused before the pooling (`reluOutput`: the pooled output y), each landed gradient
+    /// times ReLU's derivative (y > 0 ? 1 : 0): the gradient of the ReLU's input, since 0 * f' is 0
+    /// at every other position.
+    public func backward(sample s: Int, dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                         reluOutput: UnsafePointer<Float>? = nil) {
+        Kernels.maxPool2x2Backward(dy, argmax: argmax + s * outputShape.count, planes: inputShape.dims[0],
+                                   height: inputShape.dims[1], width: inputShape.dims[2], outHeight: outputShape.dims[1],
+                                   outWidth: outputShape.dims[2], reluOutput: reluOutput, dx)
     }
 }
 

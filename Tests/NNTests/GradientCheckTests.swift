@@ -139,6 +139,58 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
+    /// A conv, ReLU (or none) and MaxPool2d(2, stride 2) run as one step (`FusesMaxPool`): each
+    /// sample pooled from scratch, its gradient rebuilt there. It must equal the three layers run on
+    /// their own bitwise: output and every parameter gradient, written and accumulated (a 1x1 conv
+    /// before it takes the fused conv's input gradient). The reference is the same model with Dropout(p: 0) (an exact copy in eval mode)
+    /// between the activation and the pooling, which the chain does not fuse. Winograd and im2col,
+    /// odd sizes (floor mode drops the last row and column), with and without bias.
+    func testConv2dFusedMaxPoolEqualsUnfused() throws {
+        let cases: [(input: Shape, out: Int, padding: Int, bias: Bool, relu: Bool)] = [
+            (Shape(8, 7, 9), 8, 1, true, true),    // Winograd, 7x9 out
+            (Shape(8, 6, 6), 9, 0, false, true),   // Winograd, 4x4 out, no bias
+            (Shape(1, 8, 7), 4, 0, true, true),    // im2col (one input channel), 6x5 out
+            (Shape(8, 5, 5), 8, 1, true, false),   // Winograd, no activation
+        ]
+        for (n, c) in cases.enumerated() {
+            let what = "case \(n): \(c.input) -> \(c.out), padding \(c.padding), bias \(c.bias), relu \(c.relu)"
+            func model(fused: Bool) -> (Sequential, Conv2d) {
+                let dims = c.input.dims
+                let first = Conv2d(input: Shape(2, dims[1], dims[2]), outChannels: dims[0], kernel: 1)!
+                let conv = Conv2d(input: c.input, outChannels: c.out, kernel: 3, padding: c.padding, bias: c.bias)!
+                let shape = conv.outputShape
+                let pool = MaxPool2d(input: shape, kernel: 2)!
+                let head: [Layer] = [first, conv] + (c.relu ? [ReLU(shape)] : [])
+                let middle: [Layer] = fused ? [] : [Dropout(p: 0, shape: shape)]
+                let tail: [Layer] = [pool, Flatten(pool.outputShape), Linear(pool.outputShape.count, 3)]
+                return (Sequential(layers: head + middle + tail, maxBatch: 3, seed: 7), conv)
+            }
+            let (fused, conv) = model(fused: true)
+            let (plain, _) = model(fused: false)
+            XCTAssertEqual(conv.usesWinograd, c.input.dims[0] == 8, what)
+            let pools = [fused, plain].map { m in m.layers.compactMap { $0 as? MaxPool2d }[0] }
+            XCTAssertEqual(pools.map(\.fusedIntoPrevious), [true, false], "\(what): fused only where the pool follows")
+            var rng = RandomStream(seed: 9 + UInt64(n))
+            for i in 0..<(3 * 2 * c.input.dims[1] * c.input.dims[2]) { let v = rng.uniform(-1, 1); fused.input[i] = v; plain.input[i] = v }
+            for accumulate in [false, true] {
+                var context = StepContext.eval
+                context.accumulateGradients = accumulate
+                for m in [fused, plain] {
+                    m.forward(batch: 3, context: .eval)
+                    for i in 0..<9 { m.outputGrad[i] = Float(i % 4) - 1.5 }
+                    m.backward(batch: 3, context: context)
+                }
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: fused.output, count: 9)),
+                               Array(UnsafeBufferPointer(start: plain.output, count: 9)), what)
+                XCTAssertEqual(fused.store.count, plain.store.count, what)
+                for i in 0..<fused.store.count {
+                    XCTAssertEqual(fused.store.gradients[i].bitPattern, plain.store.gradients[i].bitPattern,
+                                   "\(what), accumulate \(accumulate): gradient \(i)")
+                }
+            }
+        }
+    }
+
     func testConv2dFusedTanh() {
         let conv = Conv2d(input: Shape(1, 4, 4), outChannels: 2, kernel: 2, stride: 2)!
         XCTAssertTrue(conv.fuse(.tanh))

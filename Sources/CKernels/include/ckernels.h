@@ -22,9 +22,10 @@ int64_t ckernels_atomic_load_acquire(const int64_t *p);
 /// MaxPool2d(2, stride 2) over `planes` planes of (h, w) into (ho, wo): y the maxima, argmax each
 /// one's position within its plane (the first of equal values; NaN wins).
 void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, int wo, float *y, int32_t *argmax);
-/// Its adjoint: dx (planes of (h, w)) = dy at each window's argmax, zero elsewhere.
+/// Its adjoint: dx (planes of (h, w)) = dy at each window's argmax, zero elsewhere; with `relu_y`
+/// (the pooled output of a ReLU), times ReLU's derivative there.
 void ckernels_maxpool2x2_backward(const float *dy, const int32_t *argmax, size_t planes, int h, int w, int ho, int wo,
-                                  float *dx);
+                                  const float *relu_y, float *dx);
 
 /// mask[i] = 1 when CounterRandom.unitFloat(key, i) >= p, else 0, for i < count.
 void ckernels_dropout_mask(uint8_t *mask, uint64_t key, size_t count, float p);
