@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Float32 error of Winograd's F(2x2, 3x3) and F(4x4, 3x3) on the CNN preset's second convolution.
+"""Float32 error of Winograd's F(2x2, 3x3), F(3x3, 3x3) and F(4x4, 3x3) on the CNN preset's second convolution.
 
 Emulates each algorithm in float32 with numpy (kernel and input transforms, the channel sums, the
 output transform, each rounded to float32) on 32 -> 64 channels over a 26x26 input, and prints the
 worst error of the forward output against a float64 direct convolution, in the metric of
 Tests/NNTests/NumpyReferenceTests (absolute, relative above 1 in magnitude; the issue allows 1e-5).
-ddp-train runs F(2x2, 3x3) (Sources/Engine/Winograd.swift); this is why not F(4x4, 3x3). Measured:
-F(2x2, 3x3) 1.85e-06, F(4x4, 3x3) 3.65e-05.
+ddp-train runs F(2x2, 3x3) (Sources/Engine/Winograd.swift); this is why not a larger tile. Measured:
+F(2x2, 3x3) 1.85e-06; F(3x3, 3x3) 1.81e-05 (points 0, 1, -1, 1/2) and 1.95e-05 (0, 1, -1, 2);
+F(4x4, 3x3) 3.65e-05.
 """
 import numpy as np
 
@@ -51,5 +52,23 @@ G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 AT4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
 
+
+
+def toom_cook(points, m, r=3):
+    """F(m, r) from interpolation points and infinity: A^T = E_m^T, G = E_r, B^T = E_n^-T for the
+    evaluation matrices E_d (polynomials of d coefficients at the points; infinity takes the last),
+    each point's scale moved from B^T to G."""
+    n = m + r - 1
+    pts = list(points) + [None]
+
+    def evaluation(d):
+        return np.array([[0.0] * (d - 1) + [1.0] if a is None else [a ** k for k in range(d)] for a in pts])
+
+    scale = np.array([1.0 if a is None else np.prod([a - b for b in points if b != a]) for a in pts])
+    return np.linalg.inv(evaluation(n)).T * scale[:, None], evaluation(r) / scale[:, None], evaluation(m).T
+
+
 print("F(2x2,3x3) fp32 forward max error: %.2e" % worst_error(BT2, G2, AT2, 2))
+for points in ([0, 1, -1, 0.5], [0, 1, -1, 2]):
+    print("F(3x3,3x3) points %s fp32 forward max error: %.2e" % (points, worst_error(*toom_cook(points, 3), 3)))
 print("F(4x4,3x3) fp32 forward max error: %.2e" % worst_error(BT4, G4, AT4, 4))
