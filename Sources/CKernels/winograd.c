@@ -143,31 +143,33 @@ void wino_sum(double *restrict sum, const float *restrict du, size_t count, int 
 struct work {
     float *zero;     // a row of zeros (the frame above and below an image)
     float *row[4];   // copies of image rows near the ends of the caller's buffer (see `row_at`)
-    float *q[16];    // wino_input_grad: one channel's B dv B^T, as 16 planes of (TY + 2) x (TX + 2),
-                     // tile (r, t) at (r + 1, t + 1), zeros around
-    int stride;      // TX + 2, the row length of q
+    float *e[4][2];  // wino_input_grad: one channel's gradient of the framed image's parity b
+                     // columns from each patch row i (see there): TY + 2 rows of TX + 1, zero
+                     // rows above and below
+    int stride;      // TX + 1, the row length of e
 };
 
-/// Floats in a row buffer and in one plane of q.
-static void work_sizes(int ty, int tx, size_t *row, size_t *q) {
+/// Floats in a row buffer and in one array of e.
+static void work_sizes(int ty, int tx, size_t *row, size_t *e) {
     *row = round16(2 * (size_t)tx + 3 * LANES);
-    *q = round16(((size_t)ty + 2) * ((size_t)tx + 2) + 3 * LANES);
+    *e = round16(((size_t)ty + 2) * ((size_t)tx + 1) + 3 * LANES);
 }
 
 size_t wino_work_floats(int ty, int tx) {
-    size_t row, q;
-    work_sizes(ty, tx, &row, &q);
-    return 5 * row + 16 * q;
+    size_t row, e;
+    work_sizes(ty, tx, &row, &e);
+    return 5 * row + 8 * e;
 }
 
 static struct work work_of(float *scratch, int ty, int tx) {
-    size_t row, q;
-    work_sizes(ty, tx, &row, &q);
+    size_t row, e;
+    work_sizes(ty, tx, &row, &e);
     struct work s;
     s.zero = scratch;
     for (int i = 0; i < 4; i++) s.row[i] = scratch + (1 + i) * row;
-    for (int i = 0; i < 16; i++) s.q[i] = scratch + 5 * row + i * q;
-    s.stride = tx + 2;
+    for (int i = 0; i < 4; i++)
+        for (int b = 0; b < 2; b++) s.e[i][b] = scratch + 5 * row + (2 * i + b) * e;
+    s.stride = tx + 1;
     memset(s.zero, 0, sizeof(float) * row);
     return s;
 }
@@ -196,41 +198,46 @@ void wino_input(const float *x, int channels, int h, int w, int pad, int ty, int
     const size_t plane = wino_plane_stride(channels, tiles);
     const ptrdiff_t total = (ptrdiff_t)channels * h * w;
     for (int c = 0; c < channels; c++) {
-        for (int r = 0; r < ty; r++) {
-            // The patch rows 2r ..< 2r + 4 of the framed image: image rows 2r + i - pad, or zeros.
-            const float *rows[4];
-            for (int i = 0; i < 4; i++) {
-                const int y = 2 * r + i - pad;
-                rows[i] = y < 0 || y >= h ? s.zero + pad
-                    : row_at(x, ((ptrdiff_t)c * h + y) * w, w, pad, 2 * last + 2 * LANES + 2 - pad, total, s.row[i]);
-            }
-            float *out = v + (size_t)c * tiles + (size_t)r * tx;
-            for (int t = 0; t < tx; t += LANES) {
-                // d[i][j] for the tiles t ..< t + 16: framed columns 2t + j, even and odd.
-                const int m = 2 * t;
-                const vi lo = lanes_in(m, pad, pad + w), hi = lanes_in(m + LANES, pad, pad + w);
-                const vi lo2 = lanes_in(m + 2, pad, pad + w), hi2 = lanes_in(m + 2 + LANES, pad, pad + w);
-                vf d[4][4];
-                for (int i = 0; i < 4; i++) {
-                    const float *p = rows[i] + m - pad;
-                    vf a = keep(ld(p), lo), b = keep(ld(p + LANES), hi);
-                    vf a2 = keep(ld(p + 2), lo2), b2 = keep(ld(p + 2 + LANES), hi2);
-                    d[i][0] = EVENS(a, b); d[i][1] = ODDS(a, b);
-                    d[i][2] = EVENS(a2, b2); d[i][3] = ODDS(a2, b2);
-                }
+        // Steps of 16 tiles, the last first: a row's last step writes past the row's end into the
+        // next row's first, which comes later. Down the tile rows, the patch's last two rows are
+        // the next tile row's first two: each framed row is read once per step.
+        for (int t = last; t >= 0; t -= LANES) {
+            // Framed columns 2t + j, even and odd, of framed row y + pad (zeros outside the image).
+            const int m = 2 * t;
+            const vi lo = lanes_in(m, pad, pad + w), hi = lanes_in(m + LANES, pad, pad + w);
+            const vi lo2 = lanes_in(m + 2, pad, pad + w), hi2 = lanes_in(m + 2 + LANES, pad, pad + w);
+#define FRAMED_ROW(y, slot, d)                                                                            \
+    do {                                                                                                  \
+        const float *row_ = (y) < 0 || (y) >= h ? s.zero + pad                                            \
+            : row_at(x, ((ptrdiff_t)c * h + (y)) * w, w, pad, 2 * last + 2 * LANES + 2 - pad, total, s.row[slot]); \
+        const float *p_ = row_ + m - pad;                                                                 \
+        vf a_ = keep(ld(p_), lo), b_ = keep(ld(p_ + LANES), hi);                                          \
+        vf a2_ = keep(ld(p_ + 2), lo2), b2_ = keep(ld(p_ + 2 + LANES), hi2);                              \
+        (d)[0] = EVENS(a_, b_); (d)[1] = ODDS(a_, b_); (d)[2] = EVENS(a2_, b2_); (d)[3] = ODDS(a2_, b2_); \
+    } while (0)
+            vf d[4][4];
+            FRAMED_ROW(-pad, 0, d[2]);
+            FRAMED_ROW(1 - pad, 1, d[3]);
+            for (int r = 0; r < ty; r++) {
+                for (int j = 0; j < 4; j++) { d[0][j] = d[2][j]; d[1][j] = d[3][j]; }
+                FRAMED_ROW(2 * r + 2 - pad, 2, d[2]);
+                FRAMED_ROW(2 * r + 3 - pad, 3, d[3]);
                 // B^T over the rows (d0 - d2, d1 + d2, d2 - d1, d1 - d3), then over the columns.
+                vf e[4][4];
                 for (int j = 0; j < 4; j++) {
-                    vf d0 = d[0][j], d1 = d[1][j], d2 = d[2][j], d3 = d[3][j];
-                    d[0][j] = d0 - d2; d[1][j] = d1 + d2; d[2][j] = d2 - d1; d[3][j] = d1 - d3;
+                    e[0][j] = d[0][j] - d[2][j]; e[1][j] = d[1][j] + d[2][j];
+                    e[2][j] = d[2][j] - d[1][j]; e[3][j] = d[1][j] - d[3][j];
                 }
+                float *out = v + (size_t)c * tiles + (size_t)r * tx + t;
                 for (int i = 0; i < 4; i++) {
-                    float *o = out + (size_t)(4 * i) * plane + t;
-                    st(o, d[i][0] - d[i][2]);
-                    st(o + plane, d[i][1] + d[i][2]);
-                    st(o + 2 * plane, d[i][2] - d[i][1]);
-                    st(o + 3 * plane, d[i][1] - d[i][3]);
+                    float *o = out + (size_t)(4 * i) * plane;
+                    st(o, e[i][0] - e[i][2]);
+                    st(o + plane, e[i][1] + e[i][2]);
+                    st(o + 2 * plane, e[i][2] - e[i][1]);
+                    st(o + 3 * plane, e[i][1] - e[i][3]);
                 }
             }
+#undef FRAMED_ROW
         }
     }
 }
@@ -242,44 +249,57 @@ void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int t
     const int tiles = ty * tx, S = s.stride, half = pad >> 1, odd = pad & 1;
     const size_t plane = wino_plane_stride(channels, tiles);
     const ptrdiff_t total = (ptrdiff_t)channels * h * w;
-    for (int k = 0; k < 16; k++) memset(s.q[k], 0, sizeof(float) * (size_t)(s.q[1] - s.q[0]));
+    // Rows 0 and TY + 1 of e stay zero (the tile rows above and below the image's).
+    for (int i = 0; i < 4; i++)
+        for (int b = 0; b < 2; b++) memset(s.e[i][b], 0, sizeof(float) * (size_t)(s.e[0][1] - s.e[0][0]));
     for (int c = 0; c < channels; c++) {
-        // Each tile's B dv B^T (the adjoint of B^T d B), into q with zeros around the tiles.
+        // Each tile's B dv B^T (the adjoint of B^T d B): dd[i][j], the gradient of its patch (i, j),
+        // the patch being framed (2r + i, 2t + j). Column j = b + 2u lies in parity-b column t + u,
+        // so e[i][b] at column C (0 ..< TX + 1) sums dd[i][b] of tile C and dd[i][b + 2] of tile
+        // C - 1: a shift by one lane, carried from one 16-tile step to the next.
         for (int r = 0; r < ty; r++) {
             const float *in = dv + (size_t)c * tiles + (size_t)r * tx;
-            for (int t = 0; t < tx; t += LANES) {
+            vf carry[4][2] = {{{0}}};
+            for (int t = 0; t <= tx; t += LANES) {
                 const vi inside = lanes_below(tx - t);
-                vf e[4][4];
+                vf col[4][4];
                 for (int i = 0; i < 4; i++) {
                     const float *p = in + (size_t)(4 * i) * plane + t;
                     vf v0 = keep(ld(p), inside), v1 = keep(ld(p + plane), inside);
                     vf v2 = keep(ld(p + 2 * plane), inside), v3 = keep(ld(p + 3 * plane), inside);
                     // The columns: (v0, v1 - v2 + v3, -v0 + v1 + v2, -v3).
-                    e[i][0] = v0; e[i][1] = v1 - v2 + v3; e[i][2] = v1 + v2 - v0; e[i][3] = -v3;
+                    col[i][0] = v0; col[i][1] = v1 - v2 + v3; col[i][2] = v1 + v2 - v0; col[i][3] = -v3;
                 }
-                const size_t at = (size_t)(r + 1) * S + 1 + t;
+                float *at[4][2];
+                for (int i = 0; i < 4; i++)
+                    for (int b = 0; b < 2; b++) at[i][b] = s.e[i][b] + (size_t)(r + 1) * S + t;
                 for (int j = 0; j < 4; j++) {
-                    // The rows: (e0, e1 - e2 + e3, -e0 + e1 + e2, -e3).
-                    st(s.q[j] + at, e[0][j]);
-                    st(s.q[4 + j] + at, e[1][j] - e[2][j] + e[3][j]);
-                    st(s.q[8 + j] + at, e[1][j] + e[2][j] - e[0][j]);
-                    st(s.q[12 + j] + at, -e[3][j]);
+                    // The rows: (c0, c1 - c2 + c3, -c0 + c1 + c2, -c3).
+                    const vf dd[4] = {col[0][j], col[1][j] - col[2][j] + col[3][j], col[1][j] + col[2][j] - col[0][j], -col[3][j]};
+                    for (int i = 0; i < 4; i++) {
+                        if (j < 2) {
+                            st(at[i][j], dd[i]);
+                        } else {
+                            // Tile C - 1's dd[i][j]: the previous lane (lane 15 of the last step).
+                            const vf shifted = __builtin_shufflevector(carry[i][j - 2], dd[i], 15, 16, 17, 18, 19, 20, 21, 22,
+                                                                       23, 24, 25, 26, 27, 28, 29, 30);
+                            carry[i][j - 2] = dd[i];
+                            st(at[i][j - 2], ld(at[i][j - 2]) + shifted);
+                        }
+                    }
                 }
             }
         }
-        // Framed (fy, fx) = (2R + a, 2C + b) gets q[i][j] of the tiles (R - i/2, C - j/2) for
-        // i = a, a + 2 and j = b, b + 2: four shifted rows of q. Tile (R, C) is at q offset
-        // (R + 1) S + C + 1, so from `at` = R S + C + 1 the four are at S, S - 1, 0 and -1.
-#define PARITY(b, at)                                                          \
-    (ld(s.q[4 * a + (b)] + (at) + S) + ld(s.q[4 * a + (b) + 2] + (at) + S - 1) + \
-     ld(s.q[4 * a + 8 + (b)] + (at)) + ld(s.q[4 * a + 8 + (b) + 2] + (at) - 1))
-        // Image row y is framed row y + pad, columns pad ..< pad + w: pairs of the two column
-        // parities, from C = k + pad/2 (b = 0 then 1, or for an odd pad, b = 1 then 0 at C + 1).
+        // Framed (2R + a, 2C + b) sums e[a][b] of tile row R and e[a + 2][b] of tile row R - 1
+        // (e's rows R + 1 and R). Image row y is framed row y + pad, columns pad ..< pad + w: pairs
+        // of the two column parities from C = k + pad/2 (b = 0 then 1, or for an odd pad, b = 1
+        // then 0 at C + 1).
+#define PARITY(b, at) (ld(s.e[a][b] + (at) + S) + ld(s.e[a + 2][b] + (at)))
         for (int y = 0; y < h; y++) {
             const int fy = y + pad, a = fy & 1;
             const ptrdiff_t at = ((ptrdiff_t)c * h + y) * w;
             for (int k = 0; k < (w + 1) / 2; k += LANES) {
-                const size_t from = (size_t)(fy >> 1) * S + (size_t)(k + half) + 1;
+                const size_t from = (size_t)(fy >> 1) * S + (size_t)(k + half);
                 const vf first = odd ? PARITY(1, from) : PARITY(0, from);
                 const vf second = odd ? PARITY(0, from + 1) : PARITY(1, from);
                 const vf lo = ZIP_LO(first, second), hi = ZIP_HI(first, second);
@@ -302,36 +322,37 @@ void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int t
 MULTIVERSION
 void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, float *scratch, float *y) {
     const struct work s = work_of(scratch, ty, tx);
-    const int tiles = ty * tx;
+    const int tiles = ty * tx, last = (tx - 1) & ~(LANES - 1);
     const size_t plane = wino_plane_stride(channels, tiles);
     const ptrdiff_t total = (ptrdiff_t)channels * ho * wo;
     for (int k = 0; k < channels; k++) {
         for (int r = 0; r < ty; r++) {
-            // Tile (r, t) covers rows 2r, 2r+1 and columns 2t, 2t+1, cut at (ho, wo).
-            for (int a = 0; a < 2 && 2 * r + a < ho; a++) {
-                const ptrdiff_t at = ((ptrdiff_t)k * ho + 2 * r + a) * wo;
-                const float *q = m + (size_t)k * tiles + (size_t)r * tx;
-                for (int t = 0; t < tx; t += LANES) {
-                    // A^T over the columns of patch rows a, a+1, a+2 (s0 = m0 + m1 + m2,
-                    // s1 = m1 - m2 - m3), then over the rows: (s0 + s1 + s2) for a = 0,
-                    // (s1 - s2 - s3) for a = 1.
-                    vf s0[3], s1[3];
-                    for (int i = 0; i < 3; i++) {
-                        const float *p = q + (size_t)(4 * (a + i)) * plane + t;
-                        vf m0 = ld(p), m1 = ld(p + plane), m2 = ld(p + 2 * plane), m3 = ld(p + 3 * plane);
-                        s0[i] = m0 + m1 + m2;
-                        s1[i] = m1 - m2 - m3;
-                    }
-                    const vf even = a ? s0[0] - s0[1] - s0[2] : s0[0] + s0[1] + s0[2];
-                    const vf odd = a ? s1[0] - s1[1] - s1[2] : s1[0] + s1[1] + s1[2];
+            const float *q = m + (size_t)k * tiles + (size_t)r * tx;
+            // Steps of 16 tiles, the last first: a row's last step writes past the row's end into
+            // the next row's first, which comes later.
+            for (int t = last; t >= 0; t -= LANES) {
+                // A^T over the columns of each patch row i (s0 = m0 + m1 + m2, s1 = m1 - m2 - m3),
+                // then over the rows: output row 2r gets s0 + s1 + s2, row 2r + 1 gets s1 - s2 - s3.
+                vf s0[4], s1[4];
+                for (int i = 0; i < 4; i++) {
+                    const float *p = q + (size_t)(4 * i) * plane + t;
+                    vf m0 = ld(p), m1 = ld(p + plane), m2 = ld(p + 2 * plane), m3 = ld(p + 3 * plane);
+                    s0[i] = m0 + m1 + m2;
+                    s1[i] = m1 - m2 - m3;
+                }
+                for (int a = 0; a < 2 && 2 * r + a < ho; a++) {
+                    // Tile (r, t) covers columns 2t, 2t+1 of the row, cut at wo.
+                    const vf even = a ? s0[1] - s0[2] - s0[3] : s0[0] + s0[1] + s0[2];
+                    const vf odd = a ? s1[1] - s1[2] - s1[3] : s1[0] + s1[1] + s1[2];
                     const vf lo = ZIP_LO(even, odd), hi = ZIP_HI(even, odd);
-                    if (at + 2 * t + 2 * LANES <= total) {
-                        st(y + at + 2 * t, lo);
-                        st(y + at + 2 * t + LANES, hi);
+                    const ptrdiff_t at = ((ptrdiff_t)k * ho + 2 * r + a) * wo + 2 * t;
+                    if (at + 2 * LANES <= total) {
+                        st(y + at, lo);
+                        st(y + at + LANES, hi);
                     } else {
                         st(s.row[0], lo);
                         st(s.row[0] + LANES, hi);
-                        copy_floats(y + at + 2 * t, s.row[0], wo - 2 * t < 2 * LANES ? wo - 2 * t : 2 * LANES);
+                        copy_floats(y + at, s.row[0], wo - 2 * t < 2 * LANES ? wo - 2 * t : 2 * LANES);
                     }
                 }
             }
