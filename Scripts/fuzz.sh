@@ -2,12 +2,13 @@
 # Builds the libFuzzer targets in Fuzz/ and runs each for SECONDS (default 600):
 #
 #   Scripts/fuzz.sh [SECONDS]
-#   FUZZ_TARGETS="idx safetensors"   targets to build and run (default: idx safetensors checkpoint image csv)
+#   FUZZ_TARGETS="idx safetensors"   targets to build and run (default: idx safetensors checkpoint image csv winograd)
 #   FUZZ_JOBS=N                      targets run at once (default: all of them; they are independent)
 #
 # Each target is Fuzz/TARGET.swift compiled together with the Data module's reader sources under
 # -sanitize=fuzzer,address, so the parsers themselves are instrumented (no SwiftPM, no swift-crypto;
-# linked with lld, as gold warns about ASan's symbols).
+# linked with lld, as gold warns about ASan's symbols); or Fuzz/TARGET.c with the C kernel
+# Sources/CKernels/TARGET.c (winograd: the transforms against a reference, on exact-size buffers).
 # Everything generated lives under .build/fuzz/ (ignored by git):
 #   bin/TARGET         the fuzzer            seeds/TARGET/   seeds from Fuzz/seeds.py
 #   corpus/TARGET/     the growing corpus    artifacts/TARGET/  crash-*, timeout-*, oom-* inputs
@@ -19,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION="${1:-600}"
-read -r -a TARGETS <<< "${FUZZ_TARGETS:-idx safetensors checkpoint image csv}"
+read -r -a TARGETS <<< "${FUZZ_TARGETS:-idx safetensors checkpoint image csv winograd}"
 JOBS="${FUZZ_JOBS:-${#TARGETS[@]}}"
 OUT=.build/fuzz
 DATA_SOURCES=(Sources/Data/DataError.swift Sources/Data/IDX.swift Sources/Data/Gzip.swift
@@ -31,13 +32,21 @@ FUZZ_FLAGS=(-max_total_time="$DURATION" -max_len=65536 -rss_limit_mb=2048 -mallo
 log() { echo "[fuzz] $*" >&2; }
 
 for t in "${TARGETS[@]}"; do
-  [ -f "Fuzz/$t.swift" ] || { log "no target '$t' (Fuzz/$t.swift)"; exit 2; }
+  [ -f "Fuzz/$t.swift" ] || [ -f "Fuzz/$t.c" ] || { log "no target '$t' (Fuzz/$t.swift or Fuzz/$t.c)"; exit 2; }
 done
 mkdir -p "$OUT/bin" "$OUT/logs"
 
 # --- build (skipped while the binary is newer than its sources) ---
 for t in "${TARGETS[@]}"; do
   bin="$OUT/bin/$t"
+  if [ -f "Fuzz/$t.c" ]; then  # a C kernel: its source and headers
+    if [ -x "$bin" ] && [ -z "$(find "Fuzz/$t.c" "Sources/CKernels/$t.c" Sources/CKernels/include -newer "$bin")" ]; then
+      continue
+    fi
+    log "building $t"
+    clang -fsanitize=fuzzer,address -fuse-ld=lld -O1 -g -I Sources/CKernels/include "Fuzz/$t.c" "Sources/CKernels/$t.c" -o "$bin"
+    continue
+  fi
   # Per-target additions: image also needs the decoders and libpng/libjpeg (shim headers are deps too).
   extra=(); extra_deps=(); extra_flags=()
   case $t in
