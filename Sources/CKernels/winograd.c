@@ -11,16 +11,19 @@
 //
 // How they run. Every loop works on 16 floats at a time (`vf`, which the compiler lowers to one
 // AVX-512 register, two AVX2 or four SSE ones) and reads and writes only contiguous memory: no
-// gathers or scatters, which cost more than the arithmetic on some CPUs. Two devices make that so:
+// gathers or scatters, which cost more than the arithmetic on some CPUs.
 //
-// - Parity planes. The zero-framed input image is split into four planes by the parity of row and
-//   column: p[a][b][R][C] = framed[2R + a][2C + b], each (TY + 1) x (TX + 1) = H x W. A tile's 4x4
-//   patch is then p[i & 1][j & 1][r + i/2][t + j/2]: each transform pass is a sum of shifted
-//   contiguous rows, and the row pass runs over whole planes at once.
-// - Slack. A vector may run past the end of a row. Rows are written in increasing address order,
-//   so what it writes past the end is overwritten by the row that follows, and every buffer has 16
-//   floats of slack after it (the planes of v and m too: `wino_plane_stride`). Only the caller's
-//   images (x, y, dx, dy) are read and written exactly, through a row buffer (`copy_floats`).
+// - Tile rows. A step takes 16 tiles of one tile row. Their 4x4 patches are framed rows 2r ..< 2r+4,
+//   columns 2t ..< 2t+4: each framed row is read straight from the caller's image, split into even
+//   and odd columns by shuffles, with the frame's zeros masked in (`row_at`, `lanes_in`). Outputs
+//   go back the same way, even and odd columns zipped.
+// - Slack. A vector may run past the end of a row. What it writes there is overwritten by a later
+//   store: rows are written in increasing address order, and where a row takes several steps the
+//   last one runs first. So every buffer of ours has at least 16 floats of slack after it (the
+//   planes of v and m too: `wino_plane_stride`), and only the caller's images (x, y, dx, dy) are
+//   read and written exactly: through a copy of the row near their ends.
+//
+// Fuzz/winograd.c checks all of it against a plain per-tile reference, under ASan.
 #include "winograd.h"
 #include <string.h>
 
@@ -53,8 +56,6 @@ enum { LANES = 16 };
 #define ODDS(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
 #define ZIP_LO(e, o) __builtin_shufflevector(e, o, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
 #define ZIP_HI(e, o) __builtin_shufflevector(e, o, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
-// (0, a0, ..., a14): a shifted one lane up.
-#define SHIFT_UP(a) __builtin_shufflevector((vf){0}, a, 0, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30)
 
 /// Exactly n floats (no slack on either side): whole vectors, then one overlapping the end.
 INLINE void copy_floats(float *restrict dst, const float *restrict src, int n) {
