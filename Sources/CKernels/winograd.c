@@ -144,33 +144,31 @@ void wino_sum(double *restrict sum, const float *restrict du, size_t count, int 
 struct work {
     float *zero;     // a row of zeros (the frame above and below an image)
     float *row[4];   // copies of image rows near the ends of the caller's buffer (see `row_at`)
-    float *e[4][2];  // wino_input_grad: one channel's gradient of the framed image's parity b
-                     // columns from each patch row i (see there): TY + 2 rows of TX + 1, zero
-                     // rows above and below
-    int stride;      // TX + 1, the row length of e
+    float *q[16];    // wino_input_grad: one channel's B dv B^T, as 16 planes of (TY + 2) x (TX + 2),
+                     // tile (r, t) at (r + 1, t + 1), zeros around
+    int stride;      // TX + 2, the row length of q
 };
 
-/// Floats in a row buffer and in one array of e.
-static void work_sizes(int ty, int tx, size_t *row, size_t *e) {
+/// Floats in a row buffer and in one plane of q.
+static void work_sizes(int ty, int tx, size_t *row, size_t *q) {
     *row = round16(2 * (size_t)tx + 3 * LANES);
-    *e = round16(((size_t)ty + 2) * ((size_t)tx + 1) + 3 * LANES);
+    *q = round16(((size_t)ty + 2) * ((size_t)tx + 2) + 3 * LANES);
 }
 
 size_t wino_work_floats(int ty, int tx) {
-    size_t row, e;
-    work_sizes(ty, tx, &row, &e);
-    return 5 * row + 8 * e;
+    size_t row, q;
+    work_sizes(ty, tx, &row, &q);
+    return 5 * row + 16 * q;
 }
 
 static struct work work_of(float *scratch, int ty, int tx) {
-    size_t row, e;
-    work_sizes(ty, tx, &row, &e);
+    size_t row, q;
+    work_sizes(ty, tx, &row, &q);
     struct work s;
     s.zero = scratch;
     for (int i = 0; i < 4; i++) s.row[i] = scratch + (1 + i) * row;
-    for (int i = 0; i < 4; i++)
-        for (int b = 0; b < 2; b++) s.e[i][b] = scratch + 5 * row + (2 * i + b) * e;
-    s.stride = tx + 1;
+    for (int i = 0; i < 16; i++) s.q[i] = scratch + 5 * row + i * q;
+    s.stride = tx + 2;
     memset(s.zero, 0, sizeof(float) * row);
     return s;
 }
@@ -250,57 +248,44 @@ void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int t
     const int tiles = ty * tx, S = s.stride, half = pad >> 1, odd = pad & 1;
     const size_t plane = wino_plane_stride(channels, tiles);
     const ptrdiff_t total = (ptrdiff_t)channels * h * w;
-    // Rows 0 and TY + 1 of e stay zero (the tile rows above and below the image's).
-    for (int i = 0; i < 4; i++)
-        for (int b = 0; b < 2; b++) memset(s.e[i][b], 0, sizeof(float) * (size_t)(s.e[0][1] - s.e[0][0]));
+    for (int k = 0; k < 16; k++) memset(s.q[k], 0, sizeof(float) * (size_t)(s.q[1] - s.q[0]));
     for (int c = 0; c < channels; c++) {
-        // Each tile's B dv B^T (the adjoint of B^T d B): dd[i][j], the gradient of its patch (i, j),
-        // the patch being framed (2r + i, 2t + j). Column j = b + 2u lies in parity-b column t + u,
-        // so e[i][b] at column C (0 ..< TX + 1) sums dd[i][b] of tile C and dd[i][b + 2] of tile
-        // C - 1: a shift by one lane, carried from one 16-tile step to the next.
+        // Each tile's B dv B^T (the adjoint of B^T d B), into q with zeros around the tiles.
         for (int r = 0; r < ty; r++) {
             const float *in = dv + (size_t)c * tiles + (size_t)r * tx;
-            vf carry[4][2] = {{{0}}};
-            for (int t = 0; t <= tx; t += LANES) {
+            for (int t = 0; t < tx; t += LANES) {
                 const vi inside = lanes_below(tx - t);
-                vf col[4][4];
+                vf e[4][4];
                 for (int i = 0; i < 4; i++) {
                     const float *p = in + (size_t)(4 * i) * plane + t;
                     vf v0 = keep(ld(p), inside), v1 = keep(ld(p + plane), inside);
                     vf v2 = keep(ld(p + 2 * plane), inside), v3 = keep(ld(p + 3 * plane), inside);
                     // The columns: (v0, v1 - v2 + v3, -v0 + v1 + v2, -v3).
-                    col[i][0] = v0; col[i][1] = v1 - v2 + v3; col[i][2] = v1 + v2 - v0; col[i][3] = -v3;
+                    e[i][0] = v0; e[i][1] = v1 - v2 + v3; e[i][2] = v1 + v2 - v0; e[i][3] = -v3;
                 }
-                float *at[4][2];
-                for (int i = 0; i < 4; i++)
-                    for (int b = 0; b < 2; b++) at[i][b] = s.e[i][b] + (size_t)(r + 1) * S + t;
+                const size_t at = (size_t)(r + 1) * S + 1 + t;
                 for (int j = 0; j < 4; j++) {
-                    // The rows: (c0, c1 - c2 + c3, -c0 + c1 + c2, -c3).
-                    const vf dd[4] = {col[0][j], col[1][j] - col[2][j] + col[3][j], col[1][j] + col[2][j] - col[0][j], -col[3][j]};
-                    for (int i = 0; i < 4; i++) {
-                        if (j < 2) {
-                            st(at[i][j], dd[i]);
-                        } else {
-                            // Tile C - 1's dd[i][j]: the previous lane (lane 15 of the last step).
-                            const vf shifted = __builtin_shufflevector(carry[i][j - 2], dd[i], 15, 16, 17, 18, 19, 20, 21, 22,
-                                                                       23, 24, 25, 26, 27, 28, 29, 30);
-                            carry[i][j - 2] = dd[i];
-                            st(at[i][j - 2], ld(at[i][j - 2]) + shifted);
-                        }
-                    }
+                    // The rows: (e0, e1 - e2 + e3, -e0 + e1 + e2, -e3).
+                    st(s.q[j] + at, e[0][j]);
+                    st(s.q[4 + j] + at, e[1][j] - e[2][j] + e[3][j]);
+                    st(s.q[8 + j] + at, e[1][j] + e[2][j] - e[0][j]);
+                    st(s.q[12 + j] + at, -e[3][j]);
                 }
             }
         }
-        // Framed (2R + a, 2C + b) sums e[a][b] of tile row R and e[a + 2][b] of tile row R - 1
-        // (e's rows R + 1 and R). Image row y is framed row y + pad, columns pad ..< pad + w: pairs
-        // of the two column parities from C = k + pad/2 (b = 0 then 1, or for an odd pad, b = 1
-        // then 0 at C + 1).
-#define PARITY(b, at) (ld(s.e[a][b] + (at) + S) + ld(s.e[a + 2][b] + (at)))
+        // Framed (fy, fx) = (2R + a, 2C + b) gets q[i][j] of the tiles (R - i/2, C - j/2) for
+        // i = a, a + 2 and j = b, b + 2: four shifted rows of q. Tile (R, C) is at q offset
+        // (R + 1) S + C + 1, so from `at` = R S + C + 1 the four are at S, S - 1, 0 and -1.
+#define PARITY(b, at)                                                          \
+    (ld(s.q[4 * a + (b)] + (at) + S) + ld(s.q[4 * a + (b) + 2] + (at) + S - 1) + \
+     ld(s.q[4 * a + 8 + (b)] + (at)) + ld(s.q[4 * a + 8 + (b) + 2] + (at) - 1))
+        // Image row y is framed row y + pad, columns pad ..< pad + w: pairs of the two column
+        // parities, from C = k + pad/2 (b = 0 then 1, or for an odd pad, b = 1 then 0 at C + 1).
         for (int y = 0; y < h; y++) {
             const int fy = y + pad, a = fy & 1;
             const ptrdiff_t at = ((ptrdiff_t)c * h + y) * w;
             for (int k = 0; k < (w + 1) / 2; k += LANES) {
-                const size_t from = (size_t)(fy >> 1) * S + (size_t)(k + half);
+                const size_t from = (size_t)(fy >> 1) * S + (size_t)(k + half) + 1;
                 const vf first = odd ? PARITY(1, from) : PARITY(0, from);
                 const vf second = odd ? PARITY(0, from + 1) : PARITY(1, from);
                 const vf lo = ZIP_LO(first, second), hi = ZIP_HI(first, second);
