@@ -21,7 +21,8 @@
 //   store: rows are written in increasing address order, and where a row takes several steps the
 //   last one runs first. So every buffer of ours has at least 16 floats of slack after it (the
 //   planes of v and m too: `wino_plane_stride`), and only the caller's images (x, y, dx, dy) are
-//   read and written exactly: through a copy of the row near their ends.
+//   read and written exactly: through a copy of the row near their ends (`row_at`), and the last
+//   stores of each through a row buffer.
 //
 // Fuzz/winograd.c checks all of it against a plain per-tile reference, under ASan.
 #include "winograd.h"
@@ -36,8 +37,6 @@
 
 typedef float vf __attribute__((vector_size(64)));
 typedef int vi __attribute__((vector_size(64)));
-typedef float vf8 __attribute__((vector_size(32)));
-typedef float vf4 __attribute__((vector_size(16)));
 enum { LANES = 16 };
 
 // Unaligned loads and stores, and lane masks. Macros, not functions: a 64-byte vector may not be
@@ -56,23 +55,6 @@ enum { LANES = 16 };
 #define ODDS(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
 #define ZIP_LO(e, o) __builtin_shufflevector(e, o, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
 #define ZIP_HI(e, o) __builtin_shufflevector(e, o, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
-
-/// Exactly n floats (no slack on either side): whole vectors, then one overlapping the end.
-INLINE void copy_floats(float *restrict dst, const float *restrict src, int n) {
-    if (n >= 16) {
-        int i = 0;
-        for (; i + 16 <= n; i += 16) st(dst + i, ld(src + i));
-        if (i < n) st(dst + n - 16, ld(src + n - 16));
-    } else if (n >= 8) {
-        vf8 a = LOAD(vf8, src), b = LOAD(vf8, src + n - 8);
-        STORE(vf8, dst, a); STORE(vf8, dst + n - 8, b);
-    } else if (n >= 4) {
-        vf4 a = LOAD(vf4, src), b = LOAD(vf4, src + n - 4);
-        STORE(vf4, dst, a); STORE(vf4, dst + n - 4, b);
-    } else {
-        for (int i = 0; i < n; i++) dst[i] = src[i];
-    }
-}
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
@@ -142,7 +124,7 @@ void wino_sum(double *restrict sum, const float *restrict du, size_t count, int 
 
 /// A transform's scratch, laid out in the caller's `scratch`.
 struct work {
-    float *zero;     // a row of zeros (the frame above and below an image)
+    float *zero;     // a row of zeros (the frame above and below an image; `zero_row`)
     float *row[4];   // copies of image rows near the ends of the caller's buffer (see `row_at`)
     float *q[16];    // wino_input_grad: one channel's B dv B^T, as 16 planes of (TY + 2) x (TX + 2),
                      // tile (r, t) at (r + 1, t + 1), zeros around
@@ -169,9 +151,11 @@ static struct work work_of(float *scratch, int ty, int tx) {
     for (int i = 0; i < 4; i++) s.row[i] = scratch + (1 + i) * row;
     for (int i = 0; i < 16; i++) s.q[i] = scratch + 5 * row + i * q;
     s.stride = tx + 2;
-    memset(s.zero, 0, sizeof(float) * row);
     return s;
 }
+
+/// The row of zeros, for the transforms that read it (rows outside an image).
+static void zero_row(const struct work *s) { memset(s->zero, 0, sizeof(float) * (size_t)(s->row[0] - s->zero)); }
 
 /// Row `at` of the caller's buffer (`total` floats) for a vector loop that reads `before` floats
 /// before it and up to `after` from its start: the row itself when all of that is inside the
@@ -180,7 +164,7 @@ static struct work work_of(float *scratch, int ty, int tx) {
 INLINE const float *row_at(const float *base, ptrdiff_t at, int n, int before, int after, ptrdiff_t total,
                            float *copy) {
     if (at - before >= 0 && at + after <= total) return base + at;
-    copy_floats(copy + before, base + at, n);
+    memcpy(copy + before, base + at, sizeof(float) * (size_t)n);
     return copy + before;
 }
 
@@ -193,6 +177,7 @@ MULTIVERSION
 void wino_input(const float *x, int channels, int h, int w, int pad, int ty, int tx,
                 float *scratch, float *v) {
     const struct work s = work_of(scratch, ty, tx);
+    zero_row(&s);
     const int tiles = ty * tx, last = (tx - 1) & ~(LANES - 1);
     const size_t plane = wino_plane_stride(channels, tiles);
     const ptrdiff_t total = (ptrdiff_t)channels * h * w;
@@ -295,7 +280,7 @@ void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int t
                 } else {
                     st(s.row[0], lo);
                     st(s.row[0] + LANES, hi);
-                    copy_floats(dx + at + 2 * k, s.row[0], w - 2 * k < 2 * LANES ? w - 2 * k : 2 * LANES);
+                    memcpy(dx + at + 2 * k, s.row[0], sizeof(float) * (size_t)(w - 2 * k < 2 * LANES ? w - 2 * k : 2 * LANES));
                 }
             }
         }
@@ -338,7 +323,7 @@ void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, f
                     } else {
                         st(s.row[0], lo);
                         st(s.row[0] + LANES, hi);
-                        copy_floats(y + at, s.row[0], wo - 2 * t < 2 * LANES ? wo - 2 * t : 2 * LANES);
+                        memcpy(y + at, s.row[0], sizeof(float) * (size_t)(wo - 2 * t < 2 * LANES ? wo - 2 * t : 2 * LANES));
                     }
                 }
             }
@@ -349,6 +334,7 @@ void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, f
 MULTIVERSION
 void wino_output_grad(const float *dy, int channels, int ho, int wo, int ty, int tx, float *scratch, float *dm) {
     const struct work s = work_of(scratch, ty, tx);
+    zero_row(&s);
     const int tiles = ty * tx, last = (tx - 1) & ~(LANES - 1);
     const size_t plane = wino_plane_stride(channels, tiles);
     const ptrdiff_t total = (ptrdiff_t)channels * ho * wo;

@@ -20,8 +20,8 @@ public final class MaxPool2d: Layer {
     public let outputShape: Shape
     private var argmaxOffset = 0
     private var argmax: UnsafeMutablePointer<Int32>!
-    /// Run by the layer before it (`FusesMaxPool`), one sample at a time: forward and backward here
-    /// do nothing.
+    /// Run by the layer before it (`FusesMaxPool`), one sample at a time: the chain does not call
+    /// this layer's forward and backward (set by the chain).
     public var fusedIntoPrevious = false
     /// The common case, with a kernel of its own (C): a 2x2 window at stride 2.
     public var isTwoByTwo: Bool { kernel == 2 && stride == 2 }
@@ -45,7 +45,6 @@ public final class MaxPool2d: Layer {
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
-        if fusedIntoPrevious { return }
         let (h, w) = (inputShape.dims[1], inputShape.dims[2])
         let (ho, wo) = (outputShape.dims[1], outputShape.dims[2])
         let planes = batch * inputShape.dims[0]
@@ -82,7 +81,7 @@ public final class MaxPool2d: Layer {
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
-        guard let dx, !fusedIntoPrevious else { return }
+        guard let dx else { return }
         let inPlane = inputShape.dims[1] * inputShape.dims[2], outPlane = outputShape.dims[1] * outputShape.dims[2]
         if isTwoByTwo {  // windows that do not overlap: one pass, no zeroing first
             return Kernels.maxPool2x2Backward(dy, argmax: argmax, planes: batch * inputShape.dims[0],
