@@ -2,13 +2,13 @@
 # Builds the libFuzzer targets in Fuzz/ and runs each for SECONDS (default 600):
 #
 #   Scripts/fuzz.sh [SECONDS]
-#   FUZZ_TARGETS="idx safetensors"   targets to build and run (default: idx safetensors checkpoint image csv winograd)
+#   FUZZ_TARGETS="idx safetensors"   targets to build and run (default: idx safetensors checkpoint image csv winograd pooling)
 #   FUZZ_JOBS=N                      targets run at once (default: all of them; they are independent)
 #
 # Each target is Fuzz/TARGET.swift compiled together with the Data module's reader sources under
 # -sanitize=fuzzer,address, so the parsers themselves are instrumented (no SwiftPM, no swift-crypto;
 # linked with lld, as gold warns about ASan's symbols); or Fuzz/TARGET.c with the C kernel
-# Sources/CKernels/TARGET.c (winograd: the transforms against a reference, on exact-size buffers).
+# Sources/CKernels/TARGET.c (winograd, pooling: the kernels against a reference, on exact-size buffers).
 # Everything generated lives under .build/fuzz/ (ignored by git):
 #   bin/TARGET         the fuzzer            seeds/TARGET/   seeds from Fuzz/seeds.py
 #   corpus/TARGET/     the growing corpus    artifacts/TARGET/  crash-*, timeout-*, oom-* inputs
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION="${1:-600}"
-read -r -a TARGETS <<< "${FUZZ_TARGETS:-idx safetensors checkpoint image csv winograd}"
+read -r -a TARGETS <<< "${FUZZ_TARGETS:-idx safetensors checkpoint image csv winograd pooling}"
 JOBS="${FUZZ_JOBS:-${#TARGETS[@]}}"
 OUT=.build/fuzz
 DATA_SOURCES=(Sources/Data/DataError.swift Sources/Data/IDX.swift Sources/Data/Gzip.swift
@@ -40,7 +40,7 @@ mkdir -p "$OUT/bin" "$OUT/logs"
 for t in "${TARGETS[@]}"; do
   bin="$OUT/bin/$t"
   if [ -f "Fuzz/$t.c" ]; then  # a C kernel: its source and headers
-    if [ -x "$bin" ] && [ -z "$(find "Fuzz/$t.c" "Sources/CKernels/$t.c" Sources/CKernels/include -newer "$bin")" ]; then
+    if [ -x "$bin" ] && [ -z "$(find "Fuzz/$t.c" "Sources/CKernels/$t.c" Sources/CKernels/*.h Sources/CKernels/include -newer "$bin")" ]; then
       continue
     fi
     log "building $t"

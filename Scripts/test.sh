@@ -2,7 +2,7 @@
 # Installs what is missing, builds, and runs every test: unit tests in-process (local
 # communicator) and the MPI integration tests, which drive the release binary under mpirun.
 # The tests are XCTest; the Swift Testing runner is off so the run ends with XCTest's summary.
-# Before them, a short fuzzing run of the file readers and the Winograd transforms (Scripts/fuzz.sh,
+# Before them, a short fuzzing run of the file readers, the Winograd transforms and max pooling (Scripts/fuzz.sh,
 # DDP_FUZZ_SECONDS each, default 20; 0 skips it).
 # Environment: DDP_DATA_DIR (default ../shared/data/mnist-10k beside the repository).
 set -euo pipefail
@@ -44,7 +44,7 @@ export DDP_REQUIRE_PYTHON=1 DDP_REQUIRE_TORCH=1 DDP_REQUIRE_CHROMIUM=1 DDP_TRAIN
 
 fuzz_seconds="${DDP_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" -gt 0 ]; then
-  echo "[test] fuzzing the IDX, safetensors, checkpoint, image and CSV readers and the Winograd transforms for ${fuzz_seconds}s each" >&2
+  echo "[test] fuzzing the IDX, safetensors, checkpoint, image and CSV readers the Winograd transforms and max pooling for ${fuzz_seconds}s each" >&2
   bash Scripts/fuzz.sh "$fuzz_seconds"
 fi
 

@@ -1,36 +1,75 @@
-// MaxPool2d's common case, a 2x2 window at stride 2, with the compiler's vectorization of the
-// interleaved loads (Pooling.swift has the general loop, with the same rule).
+// MaxPool2d's common case, a 2x2 window at stride 2, forward and backward (Pooling.swift has the
+// general loop, with the same rule), 16 windows at a time in the vectors of vectors.h.
+//
+// How they run, as winograd.c's transforms do: only contiguous loads and stores, no gathers.
+// - A step takes 16 windows of one output row: 32 floats of each of its two input rows, split into
+//   even and odd columns by shuffles (and zipped back together in backward).
+// - Reads may run past a row's end into the rest of the buffer (those lanes are dropped); within
+//   a vector of the buffer's end, they read a copy instead (`readable`).
+// - Stores may run past a row's end too. What they write there is overwritten later: rows are
+//   written in increasing address order, and where a row takes several steps, its last (partial)
+//   step runs first. Stores within a vector of a buffer's end write only the valid floats (`put`),
+//   so a call reads and writes nothing outside its buffers.
+// Fuzz/pooling.c checks both against the plain loops, on exact-size buffers under ASan.
 #include "ckernels.h"
+#include "vectors.h"
+#include <string.h>
 
-#if defined(__x86_64__) && defined(__clang__)
-#define MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define MULTIVERSION
-#endif
+static const vi IOTA = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
-// m, i = the window's maximum and its position so far; v at position j replaces them when larger,
-// or when it is NaN and m is not (NaN wins, as in torch; the first of equal values stays).
-#define TAKE(v, j) do { float v_ = (v); int better_ = v_ > m || (v_ != v_ && m == m); m = better_ ? v_ : m; i = better_ ? (j) : i; } while (0)
+/// p, when `need` 4-byte elements from p lie before `end`; else a copy of those that do, zeros after.
+INLINE const void *readable(const void *p, size_t need, const void *end, void *copy) {
+    const size_t have = (size_t)((const char *)end - (const char *)p) / 4;
+    if (have >= need) return p;
+    memcpy(copy, p, 4 * have);
+    memset((char *)copy + 4 * have, 0, 4 * (need - have));
+    return copy;
+}
+
+/// Stores `nv` vectors (in `v`, laid out contiguously) at p: all of them when they fit before
+/// `end`, else only the first `valid` floats.
+INLINE void put(void *p, const void *v, int nv, size_t valid, const void *end) {
+    if ((size_t)((const char *)end - (const char *)p) / 4 >= (size_t)nv * LANES)
+        memcpy(p, v, 4 * LANES * (size_t)nv);  // a constant size, after inlining: vector stores
+    else
+        memcpy(p, v, 4 * valid);
+}
+
+// m, i = the windows' maxima and their positions so far; v at positions j replaces them where
+// larger, or where it is NaN and m is not (NaN wins, as in torch; the first of equal values stays).
+#define TAKE(v, j) do {                                         \
+    const vf v_ = (v);                                          \
+    const vi better_ = (v_ > m) | ((v_ != v_) & (m == m));      \
+    m = (vf)(((vi)v_ & better_) | ((vi)m & ~better_));          \
+    i = ((j) & better_) | (i & ~better_);                       \
+} while (0)
 
 MULTIVERSION
 void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, int wo, float *y, int32_t *argmax) {
+    const float *x_end = x + planes * (size_t)h * w;
+    const float *y_end = y + planes * (size_t)ho * wo;
+    const int32_t *a_end = argmax + planes * (size_t)ho * wo;
+    const int last = (wo - 1) & ~(LANES - 1);  // the start of each row's last step
+    float in[2][2 * LANES];
     for (size_t plane = 0; plane < planes; plane++) {
         const float *xp = x + plane * (size_t)h * w;
         float *yp = y + plane * (size_t)ho * wo;
         int32_t *ap = argmax + plane * (size_t)ho * wo;
         for (int oh = 0; oh < ho; oh++) {
-            const float *restrict r0 = xp + (size_t)(2 * oh) * w, *restrict r1 = r0 + w;
-            float *restrict ym = yp + (size_t)oh * wo;
-            int32_t *restrict am = ap + (size_t)oh * wo;
             const int base = 2 * oh * w;
-            for (int ow = 0; ow < wo; ow++) {
-                float m = r0[2 * ow];
-                int32_t i = base + 2 * ow;
-                TAKE(r0[2 * ow + 1], base + 2 * ow + 1);
-                TAKE(r1[2 * ow], base + w + 2 * ow);
-                TAKE(r1[2 * ow + 1], base + w + 2 * ow + 1);
-                ym[ow] = m;
-                am[ow] = i;
+            for (int ow = last; ow >= 0; ow -= LANES) {
+                const float *p0 = readable(xp + base + 2 * ow, 2 * LANES, x_end, in[0]);
+                const float *p1 = readable(xp + base + w + 2 * ow, 2 * LANES, x_end, in[1]);
+                const vf a0 = ld(p0), a1 = ld(p0 + LANES), b0 = ld(p1), b1 = ld(p1 + LANES);
+                const vi at = base + 2 * ow + 2 * IOTA;  // each window's top-left position
+                vf m = EVENS(a0, a1);
+                vi i = at;
+                TAKE(ODDS(a0, a1), at + 1);
+                TAKE(EVENS(b0, b1), at + w);
+                TAKE(ODDS(b0, b1), at + w + 1);
+                const size_t valid = (size_t)(wo - ow < LANES ? wo - ow : LANES);
+                put(yp + (size_t)oh * wo + ow, &m, 1, valid, y_end);
+                put(ap + (size_t)oh * wo + ow, &i, 1, valid, a_end);
             }
         }
     }
@@ -43,24 +82,28 @@ void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, in
 MULTIVERSION
 void ckernels_maxpool2x2_backward(const float *dy, const int32_t *argmax, size_t planes, int h, int w, int ho, int wo,
                                   const float *relu_y, float *dx) {
+    const size_t outs = planes * (size_t)ho * wo;
+    const float *dy_end = dy + outs, *y_end = relu_y ? relu_y + outs : NULL, *dx_end = dx + planes * (size_t)h * w;
+    const int32_t *a_end = argmax + outs;
+    const int last = (wo - 1) & ~(LANES - 1);
+    const vf one = (vf){} + 1.0f;
+    float copy[3][LANES];
     for (size_t plane = 0; plane < planes; plane++) {
-        const float *yp = relu_y ? relu_y + plane * (size_t)ho * wo : NULL;
-        const float *dyp = dy + plane * (size_t)ho * wo;
-        const int32_t *ap = argmax + plane * (size_t)ho * wo;
+        const size_t o = plane * (size_t)ho * wo;
         float *dxp = dx + plane * (size_t)h * w;
         for (int oh = 0; oh < ho; oh++) {
-            float *restrict r0 = dxp + (size_t)(2 * oh) * w, *restrict r1 = r0 + w;
-            const float *restrict d = dyp + (size_t)oh * wo;
-            const int32_t *restrict a = ap + (size_t)oh * wo;
             const int base = 2 * oh * w;
-            const float *restrict y = yp ? yp + (size_t)oh * wo : NULL;
-            for (int ow = 0; ow < wo; ow++) {
-                const float g = y ? (0.0f + d[ow]) * (y[ow] > 0 ? 1.0f : 0.0f) : 0.0f + d[ow];
-                const int32_t at = a[ow] - base - 2 * ow;  // 0, 1, w or w + 1
-                r0[2 * ow] = at == 0 ? g : 0.0f;
-                r0[2 * ow + 1] = at == 1 ? g : 0.0f;
-                r1[2 * ow] = at == w ? g : 0.0f;
-                r1[2 * ow + 1] = at == w + 1 ? g : 0.0f;
+            float *r0 = dxp + base, *r1 = r0 + w;
+            for (int ow = last; ow >= 0; ow -= LANES) {
+                const size_t k = o + (size_t)oh * wo + ow;
+                vf g = 0.0f + ld((const float *)readable(dy + k, LANES, dy_end, copy[0]));
+                if (relu_y) g *= keep(one, ld((const float *)readable(relu_y + k, LANES, y_end, copy[1])) > 0);
+                const vi at = LOAD(vi, readable(argmax + k, LANES, a_end, copy[2])) - (base + 2 * ow + 2 * IOTA);
+                const vf e0 = keep(g, at == 0), o0 = keep(g, at == 1), e1 = keep(g, at == w), o1 = keep(g, at == w + 1);
+                const size_t valid = 2 * (size_t)(wo - ow < LANES ? wo - ow : LANES);
+                const vf top[2] = {ZIP_LO(e0, o0), ZIP_HI(e0, o0)}, bottom[2] = {ZIP_LO(e1, o1), ZIP_HI(e1, o1)};
+                put(r0 + 2 * ow, top, 2, valid, dx_end);
+                put(r1 + 2 * ow, bottom, 2, valid, dx_end);
             }
             for (int j = 2 * wo; j < w; j++) r0[j] = r1[j] = 0.0f;
         }
