@@ -35,6 +35,69 @@ static void check(const char *what, double want, float got, int c, int h, int w,
     abort();
 }
 
+static void same_bits(const char *what, const void *want, const void *got, size_t n, int c, int ho, int wo) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t a, b;
+        memcpy(&a, (const char *)want + 4 * i, 4);
+        memcpy(&b, (const char *)got + 4 * i, 4);
+        if (a == b) continue;
+        fprintf(stderr, "%s[%zu]: want bits %08x, got %08x (channels %d, output %dx%d)\n", what, i, a, b, c, ho, wo);
+        abort();
+    }
+}
+
+// The output transforms fused with MaxPool2d(2, stride 2) against the passes they replace, bit for
+// bit: wino_output (y, checked above), Conv2d's epilogue (+ bias, ReLU as max(v, 0)) and the
+// pooling; backward, wino_output_grad of the dense gradient MaxPool2d's backward writes. The bias
+// gradient, summed in another order, against a sum in double.
+static void check_fused(const float *m, const float *y, int c, int ho, int wo, int ty, int tx, uint8_t flags, float *work) {
+    const int ph = ho / 2, pw = wo / 2, tiles = ty * tx;
+    const int with_bias = flags & 1, relu = (flags >> 1) & 1, first = (flags >> 2) & 1;
+    const size_t outs = (size_t)c * ph * pw, plane = wino_plane_stride(c, tiles);
+    float *bias = values(c), *pooled = malloc(sizeof(float) * outs), *want = malloc(sizeof(float) * (outs + 1));
+    int32_t *am = malloc(sizeof(int32_t) * outs), *want_am = malloc(sizeof(int32_t) * (outs + 1));
+    wino_output_maxpool(m, c, ho, wo, ty, tx, with_bias ? bias : NULL, relu, pooled, am);
+    for (int k = 0; k < c; k++)
+        for (int r = 0; r < ph; r++)
+            for (int t = 0; t < pw; t++) {
+                float best = 0;
+                int32_t at = 0;
+                for (int j = 0; j < 4; j++) {
+                    const int32_t pos = 2 * r * wo + 2 * t + (j & 1) + (j >> 1) * wo;
+                    float v = y[(size_t)k * ho * wo + pos];
+                    if (with_bias || relu) v = v + (with_bias ? bias[k] : 0.0f);
+                    if (relu) v = 0 >= v ? 0.0f : v;
+                    if (j == 0 || v > best || (isnan(v) && !isnan(best))) { best = v; at = pos; }
+                }
+                want[((size_t)k * ph + r) * pw + t] = best;
+                want_am[((size_t)k * ph + r) * pw + t] = at;
+            }
+    same_bits("wino_output_maxpool", want, pooled, outs, c, ho, wo);
+    same_bits("wino_output_maxpool argmax", want_am, am, outs, c, ho, wo);
+
+    float *dp = values(outs), *dense = calloc((size_t)c * ho * wo, sizeof(float));
+    for (size_t o = 0; o < outs; o++) {
+        const size_t k = o / ((size_t)ph * pw);
+        dense[k * ho * wo + am[o]] = relu ? (0.0f + dp[o]) * (pooled[o] > 0 ? 1.0f : 0.0f) : 0.0f + dp[o];
+    }
+    float *want_dm = malloc(sizeof(float) * 16 * plane), *dm = malloc(sizeof(float) * 16 * plane);
+    float *bg = values(c), *bg0 = malloc(sizeof(float) * c);
+    memcpy(bg0, bg, sizeof(float) * c);
+    wino_output_grad(dense, c, ho, wo, ty, tx, work, want_dm);
+    wino_output_grad_maxpool(dp, am, relu ? pooled : NULL, c, ho, wo, ty, tx, with_bias ? bg : NULL, first, dm);
+    for (int xi = 0; xi < 16; xi++) same_bits("wino_output_grad_maxpool", want_dm + xi * plane, dm + xi * plane, (size_t)c * tiles, c, ho, wo);
+    for (int k = 0; with_bias && k < c; k++) {
+        double sum = first ? 0 : bg0[k], size = fabs(sum);
+        for (size_t i = 0; i < (size_t)ho * wo; i++) { sum += dense[k * ho * wo + i]; size += fabs(dense[k * ho * wo + i]); }
+        if (!(fabs(sum - bg[k]) <= 1e-6 * fmax(1.0, size)) && !(isnan(sum) && isnan(bg[k]))) {
+            fprintf(stderr, "bias gradient[%d]: want %.9g, got %.9g (channels %d, output %dx%d)\n", k, sum, bg[k], c, ho, wo);
+            abort();
+        }
+    }
+    free(bias); free(pooled); free(want); free(am); free(want_am); free(dp); free(dense); free(want_dm); free(dm);
+    free(bg); free(bg0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 5) return 0;
     const int c = 1 + data[0] % 40, h = 1 + data[1] % 48, w = 1 + data[2] % 48, pad = data[3] % 4;
@@ -97,6 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
     }
     for (size_t i = 0; i < (size_t)c * h * w; i++) check("wino_input_grad", ref[i], dx[i], c, h, w, pad);
+    check_fused(m, y, c, ho, wo, ty, tx, data[4], work);
 
     free(x); free(dy); free(dv); free(m); free(v); free(vt); free(y); free(dx); free(dm); free(work); free(ref);
     return 0;

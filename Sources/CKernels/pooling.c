@@ -15,35 +15,6 @@
 #include "vectors.h"
 #include <string.h>
 
-static const vi IOTA = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-
-/// p, when `need` 4-byte elements from p lie before `end`; else a copy of those that do, zeros after.
-INLINE const void *readable(const void *p, size_t need, const void *end, void *copy) {
-    const size_t have = (size_t)((const char *)end - (const char *)p) / 4;
-    if (have >= need) return p;
-    memcpy(copy, p, 4 * have);
-    memset((char *)copy + 4 * have, 0, 4 * (need - have));
-    return copy;
-}
-
-/// Stores `nv` vectors (in `v`, laid out contiguously) at p: all of them when they fit before
-/// `end`, else only the first `valid` floats.
-INLINE void put(void *p, const void *v, int nv, size_t valid, const void *end) {
-    if ((size_t)((const char *)end - (const char *)p) / 4 >= (size_t)nv * LANES)
-        memcpy(p, v, 4 * LANES * (size_t)nv);  // a constant size, after inlining: vector stores
-    else
-        memcpy(p, v, 4 * valid);
-}
-
-// m, i = the windows' maxima and their positions so far; v at positions j replaces them where
-// larger, or where it is NaN and m is not (NaN wins, as in torch; the first of equal values stays).
-#define TAKE(v, j) do {                                         \
-    const vf v_ = (v);                                          \
-    const vi better_ = (v_ > m) | ((v_ != v_) & (m == m));      \
-    m = (vf)(((vi)v_ & better_) | ((vi)m & ~better_));          \
-    i = ((j) & better_) | (i & ~better_);                       \
-} while (0)
-
 MULTIVERSION
 void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, int wo, float *y, int32_t *argmax) {
     const float *x_end = x + planes * (size_t)h * w;
@@ -64,9 +35,9 @@ void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, in
                 const vi at = base + 2 * ow + 2 * IOTA;  // each window's top-left position
                 vf m = EVENS(a0, a1);
                 vi i = at;
-                TAKE(ODDS(a0, a1), at + 1);
-                TAKE(EVENS(b0, b1), at + w);
-                TAKE(ODDS(b0, b1), at + w + 1);
+                TAKE_MAX(m, i, ODDS(a0, a1), at + 1);
+                TAKE_MAX(m, i, EVENS(b0, b1), at + w);
+                TAKE_MAX(m, i, ODDS(b0, b1), at + w + 1);
                 const size_t valid = (size_t)(wo - ow < LANES ? wo - ow : LANES);
                 put(yp + (size_t)oh * wo + ow, &m, 1, valid, y_end);
                 put(ap + (size_t)oh * wo + ow, &i, 1, valid, a_end);

@@ -385,6 +385,105 @@ void wino_output_grad(const float *dy, int channels, int ho, int wo, int ty, int
         st((dst) + 13 * (ldd), x13); st((dst) + 14 * (ldd), x14); st((dst) + 15 * (ldd), x15);           \
     } while (0)
 
+// ---- The output transforms fused with MaxPool2d(2, stride 2) ------------------------------------
+//
+// Tile (r, t) of the output covers rows 2r, 2r + 1 and columns 2t, 2t + 1: exactly window (r, t) of
+// a 2x2 max pooling at stride 2. So the output transform can pool at once, and the whole output is
+// never stored; tiles cut by an odd edge are not windows (floor mode) and are dropped. A step
+// takes 16 tiles (windows) of one tile row, as in `wino_output`.
+
+MULTIVERSION
+void wino_output_maxpool(const float *m, int channels, int ho, int wo, int ty, int tx, const float *bias,
+                         int relu, float *y, int32_t *argmax) {
+    const int tiles = ty * tx, ph = ho / 2, pw = wo / 2, last = (pw - 1) & ~(LANES - 1);
+    const size_t plane = wino_plane_stride(channels, tiles), outs = (size_t)channels * ph * pw;
+    const float *y_end = y + outs;
+    const int32_t *a_end = argmax + outs;
+    const vf zero = {};
+    for (int k = 0; k < channels; k++) {
+        const vf b = zero + (bias ? bias[k] : 0.0f);
+        for (int r = 0; r < ph; r++) {
+            const float *q = m + (size_t)k * tiles + (size_t)r * tx;
+            // The last step first: it writes past the row's end, into the next row, which comes later.
+            for (int t = last; t >= 0; t -= LANES) {
+                vf s0[4], s1[4];  // as in wino_output, operation for operation (the same bits)
+                for (int i = 0; i < 4; i++) {
+                    const float *p = q + (size_t)(4 * i) * plane + t;
+                    vf m0 = ld(p), m1 = ld(p + plane), m2 = ld(p + 2 * plane), m3 = ld(p + 3 * plane);
+                    s0[i] = m0 + m1 + m2;
+                    s1[i] = m1 - m2 - m3;
+                }
+                // The window's four outputs, in torch's scan order, through the epilogue Conv2d
+                // applies: + bias (+ 0 without one, under ReLU), then ReLU as Swift's max(v, 0).
+                vf v[4] = {s0[0] + s0[1] + s0[2], s1[0] + s1[1] + s1[2], s0[1] - s0[2] - s0[3], s1[1] - s1[2] - s1[3]};
+                for (int j = 0; j < 4; j++) {
+                    if (bias || relu) v[j] += b;
+                    if (relu) v[j] = keep(v[j], ~(zero >= v[j]));
+                }
+                const vi at = 2 * r * wo + 2 * t + 2 * IOTA;  // each window's top-left position
+                vf best = v[0];
+                vi i = at;
+                TAKE_MAX(best, i, v[1], at + 1);
+                TAKE_MAX(best, i, v[2], at + wo);
+                TAKE_MAX(best, i, v[3], at + wo + 1);
+                const size_t o = ((size_t)k * ph + r) * pw + t, valid = (size_t)(pw - t < LANES ? pw - t : LANES);
+                put(y + o, &best, 1, valid, y_end);
+                put(argmax + o, &i, 1, valid, a_end);
+            }
+        }
+    }
+}
+
+MULTIVERSION
+void wino_output_grad_maxpool(const float *dy, const int32_t *argmax, const float *relu_y, int channels, int ho,
+                              int wo, int ty, int tx, float *bias_grad, int first, float *dm) {
+    const int tiles = ty * tx, ph = ho / 2, pw = wo / 2;
+    const size_t plane = wino_plane_stride(channels, tiles), outs = (size_t)channels * ph * pw;
+    const float *dy_end = dy + outs, *y_end = relu_y ? relu_y + outs : NULL;
+    const int32_t *a_end = argmax + outs;
+    const vf zero = {}, one = zero + 1.0f;
+    float copy[3][LANES];
+    for (int k = 0; k < channels; k++) {
+        vf sum = zero;  // the bias gradient, lane by lane
+        for (int r = 0; r < ty; r++) {
+            float *out = dm + (size_t)k * tiles + (size_t)r * tx;
+            for (int t = 0; t < tx; t += LANES) {
+                // Each window's gradient lands at its maximum: g there (0 + dy, through ReLU's
+                // derivative at the pooled output), zero at the other three positions and in
+                // tiles that are not windows. The same values wino_output_grad reads from the
+                // dense gradient that MaxPool2d's backward writes.
+                vf yy[2][2] = {{zero, zero}, {zero, zero}};
+                if (r < ph && t < pw) {
+                    const size_t o = ((size_t)k * ph + r) * pw + t;
+                    vf g = 0.0f + ld((const float *)readable(dy + o, LANES, dy_end, copy[0]));
+                    if (relu_y) g *= keep(one, ld((const float *)readable(relu_y + o, LANES, y_end, copy[1])) > 0);
+                    g = keep(g, lanes_below(pw - t));
+                    sum += g;
+                    const vi at = LOAD(vi, readable(argmax + o, LANES, a_end, copy[2])) - (2 * r * wo + 2 * t + 2 * IOTA);
+                    yy[0][0] = keep(g, at == 0);
+                    yy[0][1] = keep(g, at == 1);
+                    yy[1][0] = keep(g, at == wo);
+                    yy[1][1] = keep(g, at == wo + 1);
+                }
+                for (int i = 0; i < 4; i++) {  // as in wino_output_grad
+                    const vf e = i == 0 ? yy[0][0] : i == 1 ? yy[0][0] + yy[1][0] : i == 2 ? yy[0][0] - yy[1][0] : -yy[1][0];
+                    const vf o = i == 0 ? yy[0][1] : i == 1 ? yy[0][1] + yy[1][1] : i == 2 ? yy[0][1] - yy[1][1] : -yy[1][1];
+                    float *p = out + (size_t)(4 * i) * plane + t;
+                    st(p, e);
+                    st(p + plane, e + o);
+                    st(p + 2 * plane, e - o);
+                    st(p + 3 * plane, -o);
+                }
+            }
+        }
+        if (bias_grad) {
+            float total = 0;
+            for (int j = 0; j < LANES; j++) total += sum[j];
+            bias_grad[k] = first ? total : bias_grad[k] + total;
+        }
+    }
+}
+
 MULTIVERSION
 void wino_transpose_planes(const float *v, int channels, int tiles, float *vt) {
     const size_t plane = wino_plane_stride(channels, tiles), out = (size_t)channels * tiles;

@@ -90,17 +90,41 @@ public struct Winograd3x3 {
                         finish: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let s = layout(scratch)
         wino_kernels(weight, Int32(outChannels), Int32(inChannels), 0, s.u)
-        let inCount = inChannels * height * width
         for sample in 0..<batch {
-            transformInput(x + sample * inCount, into: s)
-            // M_xi (Cout, tiles) = U_xi (Cout, Cin) V_xi (Cin, tiles)
-            planeProducts(m: outChannels, n: tiles, k: inChannels, a: s.u, aPlane: kernelPlane,
-                          b: s.v, bPlane: inputPlane, c: s.m, cPlane: productPlane)
+            products(x, sample: sample, s)
             let ys = y + sample * outputStride
             wino_output(s.m, Int32(outChannels), Int32(outHeight), Int32(outWidth), Int32(tileRows), Int32(tileColumns),
                         s.work, ys)
             finish(sample, ys)
         }
+    }
+
+    /// Forward followed by the layer's epilogue (+ `bias`, then ReLU when `relu`) and MaxPool2d(2,
+    /// stride 2), which pools each 2x2 output tile as the output transform makes it: sample s's
+    /// pooled output (Cout, Ho/2, Wo/2) at pooled + s * that count, its argmax (positions within
+    /// the (Ho, Wo) plane, as MaxPool2d's kernel) at argmax + the same. The output is never stored.
+    public func forward(_ x: UnsafePointer<Float>, pooled: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>,
+                        batch: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, relu: Bool,
+                        scratch: UnsafeMutablePointer<Float>) {
+        let s = layout(scratch)
+        wino_kernels(weight, Int32(outChannels), Int32(inChannels), 0, s.u)
+        let count = pooledCount
+        for sample in 0..<batch {
+            products(x, sample: sample, s)
+            wino_output_maxpool(s.m, Int32(outChannels), Int32(outHeight), Int32(outWidth), Int32(tileRows),
+                                Int32(tileColumns), bias, relu ? 1 : 0, pooled + sample * count, argmax + sample * count)
+        }
+    }
+
+    /// Floats per sample of a fused 2x2 pooling's output.
+    private var pooledCount: Int { outChannels * (outHeight / 2) * (outWidth / 2) }
+
+    /// M_xi (Cout, tiles) = U_xi (Cout, Cin) V_xi (Cin, tiles) for one sample, U in the scratch.
+    @inline(__always)
+    private func products(_ x: UnsafePointer<Float>, sample: Int, _ s: Scratch) {
+        transformInput(x + sample * inChannels * height * width, into: s)
+        planeProducts(m: outChannels, n: tiles, k: inChannels, a: s.u, aPlane: kernelPlane,
+                      b: s.v, bPlane: inputPlane, c: s.m, cPlane: productPlane)
     }
 
     /// Before `backward` computes dx, once per backward pass (every shard's call uses it): U^T in
@@ -109,21 +133,39 @@ public struct Winograd3x3 {
         wino_kernels(weight, Int32(outChannels), Int32(inChannels), 1, layout(scratch).u)
     }
 
+    /// Where backward takes a sample's output gradient from.
+    public enum OutputGradient {
+        /// The gradient of the output (Cout, Ho, Wo).
+        case dense(UnsafePointer<Float>)
+        /// The gradient of a fused 2x2 max pooling's output (`forward(_:pooled:...)`), with its
+        /// argmax and, under ReLU, its output (whose derivative applies); the dense gradient is
+        /// never written. `biasGrad` (nil: none) gets, when `first`, or adds the sample's bias
+        /// gradient.
+        case pooled(UnsafePointer<Float>, argmax: UnsafePointer<Int32>, reluOutput: UnsafePointer<Float>?,
+                    biasGrad: UnsafeMutablePointer<Float>?, first: Bool)
+    }
+
     /// Backward over `samples` (indices into the batch, in the order their dU is summed). `dy(sample)`
-    /// gives each sample's output gradient, through the activation's derivative (made just before
-    /// the transform reads it, in cache). `weightGrad` gets (or, with `accumulate`, adds)
+    /// gives each sample's output gradient, made just before the transform reads it, in cache (a
+    /// dense one through the activation's derivative). `weightGrad` gets (or, with `accumulate`, adds)
     /// G^T (sum of dU) G; `dx`, when given (after `prepareInputGradient`), gets each sample's input
     /// gradient. With no samples the weight gradient is written as zero (or left, with `accumulate`).
     public func backward<Samples: Sequence<Int>>(x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
                                                  samples: Samples, weightGrad: UnsafeMutablePointer<Float>,
                                                  accumulate: Bool, scratch: UnsafeMutablePointer<Float>,
-                                                 dy: (Int) -> UnsafePointer<Float>) {
+                                                 dy: (Int) -> OutputGradient) {
         let s = layout(scratch)
         let inCount = inChannels * height * width
         var first = true
         for sample in samples {
-            wino_output_grad(dy(sample), Int32(outChannels), Int32(outHeight), Int32(outWidth),
-                             Int32(tileRows), Int32(tileColumns), s.work, s.m)
+            switch dy(sample) {
+            case .dense(let g):
+                wino_output_grad(g, Int32(outChannels), Int32(outHeight), Int32(outWidth),
+                                 Int32(tileRows), Int32(tileColumns), s.work, s.m)
+            case let .pooled(g, argmax, reluOutput, biasGrad, first):
+                wino_output_grad_maxpool(g, argmax, reluOutput, Int32(outChannels), Int32(outHeight), Int32(outWidth),
+                                         Int32(tileRows), Int32(tileColumns), biasGrad, first ? 1 : 0, s.m)
+            }
             transformInput(x + sample * inCount, into: s)
             wino_transpose_planes(s.v, Int32(inChannels), Int32(tiles), s.vt)
             // dU_xi (Cout, Cin) = dM_xi (Cout, tiles) V_xi^T, summed over the samples in double

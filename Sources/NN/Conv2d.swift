@@ -12,9 +12,11 @@ import Engine
 /// runs as Winograd's F(2x2, 3x3) instead (`Winograd3x3`): 2.25x fewer multiplications, the same
 /// result up to rounding. With a fused activation (`FusesActivation`), y = f(conv + bias) in
 /// the pass that adds the bias, and backward applies f' in the pass that sums the bias gradient.
-/// With a fused MaxPool2d(2, stride 2) after it (`FusesMaxPool`; no activation or ReLU), each
-/// sample's output is made in scratch and pooled at once, and backward rebuilds each sample's
-/// output gradient there: the whole output is never stored.
+/// With a fused MaxPool2d(2, stride 2) after it (`FusesMaxPool`; no activation or ReLU), the whole
+/// output is never stored: under Winograd, the output transform pools each 2x2 tile (which is a
+/// window) as it makes it, and backward's transform starts from the pooled gradient; under im2col,
+/// each sample's output is made in scratch and pooled at once, and backward rebuilds each sample's
+/// output gradient there.
 public final class Conv2d: FusesActivation, FusesMaxPool {
     public func export(_ x: String, prefix: String, into graph: inout InferenceGraph) -> String {
         graph.add("Conv", [x, prefix + "weight"] + (parameters.hasBias ? [prefix + "bias"] : []),
@@ -36,8 +38,8 @@ public final class Conv2d: FusesActivation, FusesMaxPool {
     private var biasGrad: UnsafeMutablePointer<Float>? { parameters.biasGrad }
     /// The columns (im2col), or Winograd's transforms: this call's scratch.
     private var columns: UnsafeMutablePointer<Float>!
-    /// The pooling this layer runs (`FusesMaxPool`), and one sample's output (scratch, after the
-    /// columns).
+    /// The pooling this layer runs (`FusesMaxPool`), and, under im2col, one sample's output
+    /// (scratch, after the columns).
     private var pool: MaxPool2d?
     private var sampleOutput: UnsafeMutablePointer<Float>!
     private let winograd: Winograd3x3?
@@ -97,7 +99,7 @@ public final class Conv2d: FusesActivation, FusesMaxPool {
 
     public func reserve(in store: ParameterStore, prefix: String, maxBatch: Int) {
         parameters.reserve(in: store, prefix: prefix)
-        store.reserveScratch(columnFloats + (pool != nil ? outputShape.count : 0))
+        store.reserveScratch(columnFloats + (pool != nil && winograd == nil ? outputShape.count : 0))
     }
 
     public func bind(to store: ParameterStore) {
@@ -122,6 +124,10 @@ public final class Conv2d: FusesActivation, FusesMaxPool {
 
     public func forward(_ x: UnsafePointer<Float>, pooled: UnsafeMutablePointer<Float>, batch: Int, context: StepContext) {
         let pool = pool!, count = pool.outputShape.count
+        if let winograd {  // pooled as the output transform makes each tile
+            return winograd.forward(x, pooled: pooled, argmax: pool.argmax(ofSample: 0), batch: batch, weight: weight,
+                                    bias: bias, relu: activation == .relu, scratch: columns)
+        }
         outputs(x, sampleOutput, stride: 0, batch: batch) { s, ys in pool.forward(sample: s, ys, pooled + s * count) }
     }
 
@@ -173,7 +179,7 @@ public final class Conv2d: FusesActivation, FusesMaxPool {
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
         let count = outputShape.count
         gradients(x: x, dx: dx, batch: batch, context: context) { s in
-            (UnsafeMutablePointer(mutating: dy + s * count), y + s * count)
+            .dense(UnsafeMutablePointer(mutating: dy + s * count), activationOutput: y + s * count)
         }
     }
 
@@ -181,18 +187,29 @@ public final class Conv2d: FusesActivation, FusesMaxPool {
                          dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) {
         let pool = pool!, count = pool.outputShape.count
         gradients(x: x, dx: dx, batch: batch, context: context) { s in
-            // The pool's backward for this sample, through the fused ReLU's derivative (`fuse`).
-            pool.backward(sample: s, dy: dPooled + s * count, sampleOutput, reluOutput: activation == .relu ? pooled + s * count : nil)
-            return (sampleOutput, nil)
+            // The pool's backward for this sample, through the fused ReLU's derivative (`fuse`):
+            // inside Winograd's output transform, or written out for im2col.
+            let reluOutput = activation == .relu ? pooled + s * count : nil
+            if winograd != nil { return .pooled(dPooled + s * count, argmax: pool.argmax(ofSample: s), reluOutput: reluOutput) }
+            pool.backward(sample: s, dy: dPooled + s * count, sampleOutput, reluOutput: reluOutput)
+            return .dense(sampleOutput, activationOutput: nil)
         }
     }
 
-    /// The parameter gradients, and dx when given, from each sample's output gradient: `sample(s)`
-    /// says where that is, and which output to take the fused activation's derivative from there
-    /// (nil: none to take).
+    /// Where `gradients` takes one sample's output gradient from.
+    private enum SampleGradient {
+        /// The gradient of the output, and the output of the fused activation to take the
+        /// derivative at (nil: none to take).
+        case dense(UnsafeMutablePointer<Float>, activationOutput: UnsafePointer<Float>?)
+        /// The gradient of the fused pooling's output (Winograd only: `Winograd3x3.OutputGradient`).
+        case pooled(UnsafePointer<Float>, argmax: UnsafePointer<Int32>, reluOutput: UnsafePointer<Float>?)
+    }
+
+    /// The parameter gradients, and dx when given, from each sample's output gradient, which
+    /// `sample(s)` gives.
     @inline(__always)
     private func gradients(x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext,
-                           sample: (Int) -> (UnsafeMutablePointer<Float>, UnsafePointer<Float>?)) {
+                           sample: (Int) -> SampleGradient) {
         let inCount = inputShape.count
         // The parameter gradients sum over the samples, one shard at a time with --invariant-shards
         // (each into its leaf, then the fixed tree), else in one run over the batch.
@@ -208,15 +225,18 @@ public final class Conv2d: FusesActivation, FusesMaxPool {
             if let winograd {
                 winograd.backward(x: x, dx: dx, samples: samples, weightGrad: wg, accumulate: accumulate,
                                   scratch: columns) { s in
-                    let (g, ys) = sample(s)
                     defer { first = false }
-                    return UnsafePointer(outputGradient(g, ys, biasGrad: bg, first: first))
+                    switch sample(s) {
+                    case let .dense(g, ys): return .dense(outputGradient(g, ys, biasGrad: bg, first: first))
+                    case let .pooled(g, argmax, reluOutput):
+                        return .pooled(g, argmax: argmax, reluOutput: reluOutput, biasGrad: bg, first: first)
+                    }
                 }
                 if first { bg?.update(repeating: 0, count: outChannels) }
                 continue
             }
             for s in samples {
-                let (gs, ys) = sample(s)
+                guard case let .dense(gs, ys) = sample(s) else { preconditionFailure("a pooled gradient without Winograd") }
                 let g = outputGradient(gs, ys, biasGrad: bg, first: first)
                 let cols = unrolled(x + s * inCount)
                 // dW (Cout, Cin*K*K) (+)= g (Cout, Ho*Wo) x columns^T

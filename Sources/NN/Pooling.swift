@@ -95,6 +95,10 @@ public final class MaxPool2d: Layer {
         }
     }
 
+    /// Where sample `s`'s argmax lives, for a layer that fused this pooling and computes it itself
+    /// (Conv2d under Winograd): the positions within the input plane, as `forward` writes them.
+    public func argmax(ofSample s: Int) -> UnsafeMutablePointer<Int32> { argmax + s * outputShape.count }
+
     /// One sample of a 2x2 pooling (`isTwoByTwo`), for the layer that fused it: sample `s`'s input
     /// `x` (C, H, W) to its output `y`, with its argmax.
     public func forward(sample s: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {

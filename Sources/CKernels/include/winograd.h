@@ -8,6 +8,7 @@
 // row-major matrix: kernels u[xi][co][ci], inputs v[xi][c][t], products m[xi][co][t].
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 /// u[xi][co][ci] = (G g G^T)[i][j] for every 3x3 kernel g = w[co][ci]; u[xi][ci][co] when
 /// `transposed` (for dV = U^T dM as a plain product).
@@ -37,6 +38,21 @@ void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, f
 /// dm[xi][k][t] = (A dy A^T)[i][j], dy's tile taken as zero outside (ho, wo): the adjoint of
 /// `wino_output`.
 void wino_output_grad(const float *dy, int channels, int ho, int wo, int ty, int tx, float *scratch, float *dm);
+
+/// `wino_output` followed by Conv2d's epilogue and MaxPool2d(2, stride 2), without storing the
+/// output: y (k, ho/2, wo/2) gets each 2x2 tile's maximum (the first of equal values, NaN wins) and
+/// argmax its position within the (ho, wo) plane, as MaxPool2d's kernel gives them. The epilogue:
+/// + bias[k] (when `bias` or `relu`; 0 without a bias), then ReLU (max(v, 0)) when `relu`. The same
+/// bits as the three passes.
+void wino_output_maxpool(const float *m, int channels, int ho, int wo, int ty, int tx, const float *bias,
+                         int relu, float *y, int32_t *argmax);
+/// The adjoint, from the pooled gradient: `wino_output_grad` of the dense gradient that MaxPool2d's
+/// backward would write (dy at each argmax, times ReLU's derivative at the pooled output `relu_y`
+/// when given, zero elsewhere), with the same bits, without writing it. `bias_grad[k]`, when given,
+/// gets (`first`) or adds the channel's sum of that gradient (summed in another order than
+/// Conv2d's pass over the dense gradient).
+void wino_output_grad_maxpool(const float *dy, const int32_t *argmax, const float *relu_y, int channels, int ho,
+                              int wo, int ty, int tx, float *bias_grad, int first, float *dm);
 
 /// vt[xi][t][c] = v[xi][c][t]: each plane of v (as `wino_input` lays them out) transposed, the
 /// planes packed (channels x tiles apart). Then dU = dM V^T is a plain product, which OpenBLAS's
