@@ -41,6 +41,13 @@ public enum Kernels {
                                      reluOutput, dx)
     }
 
+    /// Adam's update over `count` values (`ckernels_adam`): the moments m and v, then p.
+    public static func adam(_ p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+                            v: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, l2: Float, decay: Float,
+                            stepSize: Float, bc2Sqrt: Float, eps: Float) {
+        ckernels_adam(p, g, m, v, count, beta1, beta2, l2, decay, stepSize, bc2Sqrt, eps)
+    }
+
     /// dst[i] = mask[i] != 0 ? src[i] * scale : 0 for i < count (Dropout; dst may be src).
     public static func applyMask(_ mask: UnsafePointer<UInt8>, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
                                  count: Int, scale: Float) {

@@ -31,3 +31,9 @@ void ckernels_maxpool2x2_backward(const float *dy, const int32_t *argmax, size_t
 void ckernels_dropout_mask(uint8_t *mask, uint64_t key, size_t count, float p);
 /// dst[i] = mask[i] ? src[i] * scale : 0 (dst may be src).
 void ckernels_apply_mask(float *dst, const float *src, const uint8_t *mask, size_t count, float scale);
+
+/// Adam's update of `count` values (Optim's Adam.swift, bit for bit): g' = g + l2 p;
+/// m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g' g'; p = p decay - step_size m / (sqrt(v) / bc2_sqrt + eps).
+/// g may not overlap p, m or v.
+void ckernels_adam(float *p, const float *g, float *m, float *v, size_t count, float b1, float b2, float l2,
+                   float decay, float step_size, float bc2_sqrt, float eps);
