@@ -41,6 +41,19 @@ public enum Kernels {
                                      reluOutput, dx)
     }
 
+    /// Conv2d's epilogue over one sample (channels x pixels): + bias (nil: 0), then ReLU when `relu`.
+    public static func biasReLU(_ y: UnsafeMutablePointer<Float>, channels: Int, pixels: Int, bias: UnsafePointer<Float>?, relu: Bool) {
+        ckernels_bias_relu(y, channels, pixels, bias, relu ? 1 : 0)
+    }
+
+    /// Conv2d's backward pass over one sample's output gradient: times ReLU's derivative at
+    /// `reluOutput` (nil: none), then the bias gradient's row sums (nil: none), written when `first`,
+    /// else added.
+    public static func reluGradientBiasSums(_ g: UnsafeMutablePointer<Float>, reluOutput: UnsafePointer<Float>?, channels: Int,
+                                            pixels: Int, biasGrad: UnsafeMutablePointer<Float>?, first: Bool) {
+        ckernels_relu_grad_bias_sums(g, reluOutput, channels, pixels, biasGrad, first ? 1 : 0)
+    }
+
     /// Adam's update over `count` values (`ckernels_adam`): the moments m and v, then p.
     public static func adam(_ p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
                             v: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, l2: Float, decay: Float,

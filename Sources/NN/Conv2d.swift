@@ -154,13 +154,13 @@ public final class Conv2d: FusesActivation, FusesMaxPool {
         }
     }
 
-    /// The bias and the fused activation over one sample's output.
+    /// The bias and the fused activation over one sample's output (none or ReLU: in C, 16 lanes).
     @inline(__always)
     private func finish(_ ys: UnsafeMutablePointer<Float>) {
-        if let activation {
+        if let activation, activation != .relu {
             activation.withFunction { f in epilogue(ys, f) }
-        } else if hasBias {
-            epilogue(ys) { $0 }
+        } else if activation != nil || hasBias {
+            Kernels.biasReLU(ys, channels: outChannels, pixels: pixels, bias: bias, relu: activation == .relu)
         }
     }
 
@@ -271,10 +271,11 @@ public final class Conv2d: FusesActivation, FusesMaxPool {
     @inline(__always)
     private func outputGradient(_ g: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>?,
                                 biasGrad bg: UnsafeMutablePointer<Float>?, first: Bool) -> UnsafeMutablePointer<Float> {
-        if let activation, let y {
+        if let activation, let y, activation != .relu {
             activation.withDerivative { d in biasGradient(g, y, into: bg, first: first, d) }
-        } else if hasBias {
-            biasGradient(g, nil, into: bg, first: first) { _ in 1 }
+        } else if (activation != nil && y != nil) || hasBias {  // none or ReLU: in C, 16 lanes
+            Kernels.reluGradientBiasSums(g, reluOutput: activation != nil ? y : nil, channels: outChannels, pixels: pixels,
+                                         biasGrad: bg, first: first)
         }
         return g
     }

@@ -37,3 +37,11 @@ void ckernels_apply_mask(float *dst, const float *src, const uint8_t *mask, size
 /// g may not overlap p, m or v.
 void ckernels_adam(float *p, const float *g, float *m, float *v, size_t count, float b1, float b2, float l2,
                    float decay, float step_size, float bc2_sqrt, float eps);
+
+/// Conv2d's epilogue over one sample's output (channels x pixels): y = y + bias[c] (0 when `bias`
+/// is NULL), then ReLU (Swift's max(v, 0)) when `relu`.
+void ckernels_bias_relu(float *y, size_t channels, size_t pixels, const float *bias, int relu);
+/// Conv2d's backward pass over one sample's output gradient g: with `y` (a ReLU's output), g *= (y > 0 ?
+/// 1 : 0); then `bias_grad[c]`, when given, gets (`first`) or adds the sum of row c (16 running sums,
+/// totalled in lane order from -0, then the remaining values).
+void ckernels_relu_grad_bias_sums(float *g, const float *y, size_t channels, size_t pixels, float *bias_grad, int first);
