@@ -392,6 +392,30 @@ void wino_output_grad(const float *dy, int channels, int ho, int wo, int ty, int
 // never stored; tiles cut by an odd edge are not windows (floor mode) and are dropped. A step
 // takes 16 tiles (windows) of one tile row, as in `wino_output`.
 
+// With an even output (Ho and Wo even) every tile is a window, and pooled output k*TY*TX + t is
+// tile t of channel k: the same flat index as in the planes of m and dm. Then a step takes 16
+// consecutive tiles across tile rows and channels, every lane used (a CNN's 12-tile rows fill 12
+// of 16 lanes in row steps). Each lane's tile row and column are carried from step to step.
+
+/// Lane l's tile row and column at flat index l (tiles >= 16: within the first channel).
+#define FLAT_START(r, c, tx) do {                                                      \
+    int r_[LANES], c_[LANES];                                                          \
+    for (int l_ = 0; l_ < LANES; l_++) { r_[l_] = l_ / (tx); c_[l_] = l_ % (tx); }     \
+    (r) = LOAD(vi, r_);                                                                \
+    (c) = LOAD(vi, c_);                                                                \
+} while (0)
+/// Both, 16 tiles on: into the next row, then into the next channel (at most once each).
+#define FLAT_NEXT(r, c, tx, ty) do {                               \
+    (c) += LANES % (tx);                                           \
+    (r) += LANES / (tx);                                           \
+    const vi row_ = (c) >= (tx);                                   \
+    (c) -= (tx) & row_;                                            \
+    (r) -= row_;                                                   \
+    (r) -= (ty) & ((r) >= (ty));                                   \
+} while (0)
+
+static int flat_applies(int ho, int wo, int tiles) { return ho % 2 == 0 && wo % 2 == 0 && tiles >= LANES; }
+
 MULTIVERSION
 void wino_output_maxpool(const float *m, int channels, int ho, int wo, int ty, int tx, const float *bias,
                          int relu, float *y, int32_t *argmax) {
@@ -400,6 +424,39 @@ void wino_output_maxpool(const float *m, int channels, int ho, int wo, int ty, i
     const float *y_end = y + outs;
     const int32_t *a_end = argmax + outs;
     const vf zero = {};
+    if (flat_applies(ho, wo, tiles)) {
+        vi r, c;
+        FLAT_START(r, c, tx);
+        for (size_t f = 0; f < outs; f += LANES) {
+            // The lanes before `split` are in channel k, the others in k + 1 (tiles >= 16).
+            const size_t k = f / tiles, split = (k + 1) * tiles - f;
+            const float b0 = bias ? bias[k] : 0.0f, b1 = bias && k + 1 < (size_t)channels ? bias[k + 1] : b0;
+            const vf b = (vf)((vi)(zero + b0) & (IOTA < (int)split)) + (vf)((vi)(zero + b1) & ~(IOTA < (int)split));
+            vf s0[4], s1[4];
+            for (int i = 0; i < 4; i++) {
+                const float *p = m + (size_t)(4 * i) * plane + f;
+                vf m0 = ld(p), m1 = ld(p + plane), m2 = ld(p + 2 * plane), m3 = ld(p + 3 * plane);
+                s0[i] = m0 + m1 + m2;
+                s1[i] = m1 - m2 - m3;
+            }
+            vf v[4] = {s0[0] + s0[1] + s0[2], s1[0] + s1[1] + s1[2], s0[1] - s0[2] - s0[3], s1[1] - s1[2] - s1[3]};
+            for (int j = 0; j < 4; j++) {
+                if (bias || relu) v[j] += b;
+                if (relu) v[j] = keep(v[j], ~(zero >= v[j]));
+            }
+            const vi at = 2 * wo * r + 2 * c;
+            vf best = v[0];
+            vi i = at;
+            TAKE_MAX(best, i, v[1], at + 1);
+            TAKE_MAX(best, i, v[2], at + wo);
+            TAKE_MAX(best, i, v[3], at + wo + 1);
+            const size_t valid = outs - f < LANES ? outs - f : LANES;
+            put(y + f, &best, 1, valid, y_end);
+            put(argmax + f, &i, 1, valid, a_end);
+            FLAT_NEXT(r, c, tx, ty);
+        }
+        return;
+    }
     for (int k = 0; k < channels; k++) {
         const vf b = zero + (bias ? bias[k] : 0.0f);
         for (int r = 0; r < ph; r++) {
@@ -443,6 +500,42 @@ void wino_output_grad_maxpool(const float *dy, const int32_t *argmax, const floa
     const int32_t *a_end = argmax + outs;
     const vf zero = {}, one = zero + 1.0f;
     float copy[3][LANES];
+    if (flat_applies(ho, wo, tiles)) {
+        vi r, c;
+        FLAT_START(r, c, tx);
+        vf sum = zero;  // the bias gradient of the current channel, lane by lane
+        for (size_t f = 0; f < outs; f += LANES) {
+            vf g = 0.0f + ld((const float *)readable(dy + f, LANES, dy_end, copy[0]));
+            if (relu_y) g *= keep(one, ld((const float *)readable(relu_y + f, LANES, y_end, copy[1])) > 0);
+            g = keep(g, lanes_below((int)(outs - f < LANES ? outs - f : LANES)));
+            const vi at = LOAD(vi, readable(argmax + f, LANES, a_end, copy[2])) - (2 * wo * r + 2 * c);
+            const vf yy[2][2] = {{keep(g, at == 0), keep(g, at == 1)}, {keep(g, at == wo), keep(g, at == wo + 1)}};
+            for (int i = 0; i < 4; i++) {  // as in wino_output_grad
+                const vf e = i == 0 ? yy[0][0] : i == 1 ? yy[0][0] + yy[1][0] : i == 2 ? yy[0][0] - yy[1][0] : -yy[1][0];
+                const vf o = i == 0 ? yy[0][1] : i == 1 ? yy[0][1] + yy[1][1] : i == 2 ? yy[0][1] - yy[1][1] : -yy[1][1];
+                float *p = dm + (size_t)(4 * i) * plane + f;
+                st(p, e);
+                st(p + plane, e + o);
+                st(p + 2 * plane, e - o);
+                st(p + 3 * plane, -o);
+            }
+            // The lanes before `split` are in channel k, the others in k + 1; channel k ends in
+            // this step when split <= 16.
+            const size_t k = f / tiles, split = (k + 1) * tiles - f;
+            const vi mine = IOTA < (int)(split < LANES ? split : LANES);
+            sum += keep(g, mine);
+            if (split <= LANES) {
+                if (bias_grad) {
+                    float total = 0;
+                    for (int j = 0; j < LANES; j++) total += sum[j];
+                    bias_grad[k] = first ? total : bias_grad[k] + total;
+                }
+                sum = keep(g, ~mine);
+            }
+            FLAT_NEXT(r, c, tx, ty);
+        }
+        return;
+    }
     for (int k = 0; k < channels; k++) {
         vf sum = zero;  // the bias gradient, lane by lane
         for (int r = 0; r < ty; r++) {

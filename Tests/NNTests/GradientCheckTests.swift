@@ -154,6 +154,8 @@ final class GradientCheckTests: XCTestCase {
             (Shape(8, 6, 6), 9, 0, false, true),   // Winograd, 4x4 out, no bias
             (Shape(1, 8, 7), 4, 0, true, true),    // im2col (one input channel), 6x5 out
             (Shape(8, 5, 5), 8, 1, true, false),   // Winograd, no activation
+            (Shape(8, 10, 12), 9, 1, true, true),  // Winograd, 10x12 out: even, 30 tiles (flat steps across channels)
+            (Shape(8, 8, 8), 8, 0, false, false),  // Winograd, 6x6 out, 9 tiles: row steps; no bias, no activation
         ]
         for (n, c) in cases.enumerated() {
             let what = "case \(n): \(c.input) -> \(c.out), padding \(c.padding), bias \(c.bias), relu \(c.relu)"
@@ -185,6 +187,8 @@ final class GradientCheckTests: XCTestCase {
                 }
                 XCTAssertEqual(Array(UnsafeBufferPointer(start: fused.output, count: 9)),
                                Array(UnsafeBufferPointer(start: plain.output, count: 9)), what)
+                let positions = pools.map { Array(UnsafeBufferPointer(start: $0.argmax(ofSample: 0), count: 3 * $0.outputShape.count)) }
+                XCTAssertEqual(positions[0], positions[1], "\(what): the pools' argmax")
                 XCTAssertEqual(fused.store.count, plain.store.count, what)
                 let bias = fused.store.entry(named: "1.bias").map { $0.offset..<($0.offset + $0.count) }
                 for i in 0..<fused.store.count {
