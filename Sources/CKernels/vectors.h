@@ -36,7 +36,8 @@ static const vi IOTA = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 #define ZIP_HI(e, o) __builtin_shufflevector(e, o, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
 
 
-/// p, when `need` 4-byte elements from p lie before `end`; else a copy of those that do, zeros after.
+/// p (at or before `end`), when `need` 4-byte elements from p lie before `end`; else a copy of
+/// those that do, zeros after.
 INLINE const void *readable(const void *p, size_t need, const void *end, void *copy) {
     const size_t have = (size_t)((const char *)end - (const char *)p) / 4;
     if (have >= need) return p;

@@ -304,6 +304,21 @@ void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, f
     }
 }
 
+/// The 16 planes of dm at p for 16 tiles, from each tile's 2x2 output gradient yy[row][column]:
+/// A over the rows, (y0, y0 + y1, y0 - y1, -y1) for the even column (e) and the odd (o), then over
+/// the columns, (e, e + o, e - o, -o).
+INLINE void output_grad_tiles(float *p, size_t plane, const vf yy[2][2]) {
+    for (int i = 0; i < 4; i++) {
+        const vf e = i == 0 ? yy[0][0] : i == 1 ? yy[0][0] + yy[1][0] : i == 2 ? yy[0][0] - yy[1][0] : -yy[1][0];
+        const vf o = i == 0 ? yy[0][1] : i == 1 ? yy[0][1] + yy[1][1] : i == 2 ? yy[0][1] - yy[1][1] : -yy[1][1];
+        float *q = p + (size_t)(4 * i) * plane;
+        st(q, e);
+        st(q + plane, e + o);
+        st(q + 2 * plane, e - o);
+        st(q + 3 * plane, -o);
+    }
+}
+
 MULTIVERSION
 void wino_output_grad(const float *dy, int channels, int ho, int wo, int ty, int tx, float *scratch, float *dm) {
     const struct work s = work_of(scratch, ty, tx);
@@ -327,17 +342,7 @@ void wino_output_grad(const float *dy, int channels, int ho, int wo, int ty, int
                     yy[a][0] = EVENS(p, q);
                     yy[a][1] = ODDS(p, q);
                 }
-                // A over the rows, (y0, y0 + y1, y0 - y1, -y1) for the even column (e) and the
-                // odd (o), then over the columns, (e, e + o, e - o, -o).
-                for (int i = 0; i < 4; i++) {
-                    const vf e = i == 0 ? yy[0][0] : i == 1 ? yy[0][0] + yy[1][0] : i == 2 ? yy[0][0] - yy[1][0] : -yy[1][0];
-                    const vf o = i == 0 ? yy[0][1] : i == 1 ? yy[0][1] + yy[1][1] : i == 2 ? yy[0][1] - yy[1][1] : -yy[1][1];
-                    float *p = out + (size_t)(4 * i) * plane + t;
-                    st(p, e);
-                    st(p + plane, e + o);
-                    st(p + 2 * plane, e - o);
-                    st(p + 3 * plane, -o);
-                }
+                output_grad_tiles(out + t, plane, yy);
             }
         }
     }
@@ -416,6 +421,33 @@ void wino_output_grad(const float *dy, int channels, int ho, int wo, int ty, int
 
 static int flat_applies(int ho, int wo, int tiles) { return ho % 2 == 0 && wo % 2 == 0 && tiles >= LANES; }
 
+/// 16 tiles (windows) from the 16 planes of m at p: A^T m A as in wino_output, operation for
+/// operation (the same bits); each window's four outputs, in torch's scan order, through the
+/// epilogue Conv2d applies (+ b when `add`, then ReLU as Swift's max(v, 0): 0 >= v ? 0 : v when
+/// `relu`); then the maximum into best and its position into idx (`at`: the top-left positions).
+INLINE void pool_tiles(const float *p, size_t plane, const vf *b, int add, int relu, const vi *at, int wo, vf *best, vi *idx) {
+    vf s0[4], s1[4];
+    for (int i = 0; i < 4; i++) {
+        const float *q = p + (size_t)(4 * i) * plane;
+        vf m0 = ld(q), m1 = ld(q + plane), m2 = ld(q + 2 * plane), m3 = ld(q + 3 * plane);
+        s0[i] = m0 + m1 + m2;
+        s1[i] = m1 - m2 - m3;
+    }
+    vf v[4] = {s0[0] + s0[1] + s0[2], s1[0] + s1[1] + s1[2], s0[1] - s0[2] - s0[3], s1[1] - s1[2] - s1[3]};
+    const vf zero = {};
+    for (int j = 0; j < 4; j++) {
+        if (add) v[j] += *b;
+        if (relu) v[j] = keep(v[j], ~(zero >= v[j]));
+    }
+    vf m = v[0];
+    vi i = *at;
+    TAKE_MAX(m, i, v[1], *at + 1);
+    TAKE_MAX(m, i, v[2], *at + wo);
+    TAKE_MAX(m, i, v[3], *at + wo + 1);
+    *best = m;
+    *idx = i;
+}
+
 MULTIVERSION
 void wino_output_maxpool(const float *m, int channels, int ho, int wo, int ty, int tx, const float *bias,
                          int relu, float *y, int32_t *argmax) {
@@ -432,24 +464,10 @@ void wino_output_maxpool(const float *m, int channels, int ho, int wo, int ty, i
             const size_t k = f / tiles, split = (k + 1) * tiles - f;
             const float b0 = bias ? bias[k] : 0.0f, b1 = bias && k + 1 < (size_t)channels ? bias[k + 1] : b0;
             const vf b = (vf)((vi)(zero + b0) & (IOTA < (int)split)) + (vf)((vi)(zero + b1) & ~(IOTA < (int)split));
-            vf s0[4], s1[4];
-            for (int i = 0; i < 4; i++) {
-                const float *p = m + (size_t)(4 * i) * plane + f;
-                vf m0 = ld(p), m1 = ld(p + plane), m2 = ld(p + 2 * plane), m3 = ld(p + 3 * plane);
-                s0[i] = m0 + m1 + m2;
-                s1[i] = m1 - m2 - m3;
-            }
-            vf v[4] = {s0[0] + s0[1] + s0[2], s1[0] + s1[1] + s1[2], s0[1] - s0[2] - s0[3], s1[1] - s1[2] - s1[3]};
-            for (int j = 0; j < 4; j++) {
-                if (bias || relu) v[j] += b;
-                if (relu) v[j] = keep(v[j], ~(zero >= v[j]));
-            }
             const vi at = 2 * wo * r + 2 * c;
-            vf best = v[0];
-            vi i = at;
-            TAKE_MAX(best, i, v[1], at + 1);
-            TAKE_MAX(best, i, v[2], at + wo);
-            TAKE_MAX(best, i, v[3], at + wo + 1);
+            vf best;
+            vi i;
+            pool_tiles(m + f, plane, &b, bias || relu, relu, &at, wo, &best, &i);
             const size_t valid = outs - f < LANES ? outs - f : LANES;
             put(y + f, &best, 1, valid, y_end);
             put(argmax + f, &i, 1, valid, a_end);
@@ -463,26 +481,10 @@ void wino_output_maxpool(const float *m, int channels, int ho, int wo, int ty, i
             const float *q = m + (size_t)k * tiles + (size_t)r * tx;
             // The last step first: it writes past the row's end, into the next row, which comes later.
             for (int t = last; t >= 0; t -= LANES) {
-                vf s0[4], s1[4];  // as in wino_output, operation for operation (the same bits)
-                for (int i = 0; i < 4; i++) {
-                    const float *p = q + (size_t)(4 * i) * plane + t;
-                    vf m0 = ld(p), m1 = ld(p + plane), m2 = ld(p + 2 * plane), m3 = ld(p + 3 * plane);
-                    s0[i] = m0 + m1 + m2;
-                    s1[i] = m1 - m2 - m3;
-                }
-                // The window's four outputs, in torch's scan order, through the epilogue Conv2d
-                // applies: + bias (+ 0 without one, under ReLU), then ReLU as Swift's max(v, 0).
-                vf v[4] = {s0[0] + s0[1] + s0[2], s1[0] + s1[1] + s1[2], s0[1] - s0[2] - s0[3], s1[1] - s1[2] - s1[3]};
-                for (int j = 0; j < 4; j++) {
-                    if (bias || relu) v[j] += b;
-                    if (relu) v[j] = keep(v[j], ~(zero >= v[j]));
-                }
                 const vi at = 2 * r * wo + 2 * t + 2 * IOTA;  // each window's top-left position
-                vf best = v[0];
-                vi i = at;
-                TAKE_MAX(best, i, v[1], at + 1);
-                TAKE_MAX(best, i, v[2], at + wo);
-                TAKE_MAX(best, i, v[3], at + wo + 1);
+                vf best;
+                vi i;
+                pool_tiles(q + t, plane, &b, bias || relu, relu, &at, wo, &best, &i);
                 const size_t o = ((size_t)k * ph + r) * pw + t, valid = (size_t)(pw - t < LANES ? pw - t : LANES);
                 put(y + o, &best, 1, valid, y_end);
                 put(argmax + o, &i, 1, valid, a_end);
@@ -491,45 +493,61 @@ void wino_output_maxpool(const float *m, int channels, int ho, int wo, int ty, i
     }
 }
 
+/// The pooled gradient's buffers, read 16 windows at a time (through a copy at their ends).
+struct pooled_grad {
+    const float *dy, *dy_end, *relu_y, *y_end;
+    const int32_t *argmax, *a_end;
+    float copy[3][LANES];
+};
+
+/// 16 windows' gradients from pooled output o on, lanes from `valid` on zero: g = 0 + dy (times
+/// ReLU's derivative at relu_y, when given), into *g, landed at each window's maximum (`base`: the
+/// windows' top-left positions) and zero at its other three positions, into yy[row][column]. The
+/// values wino_output_grad reads from the dense gradient that MaxPool2d's backward writes.
+INLINE void window_grads(struct pooled_grad *s, size_t o, int valid, const vi *base, int wo, vf *g, vf yy[2][2]) {
+    const vf one = (vf){} + 1.0f;
+    vf v = 0.0f + ld((const float *)readable(s->dy + o, LANES, s->dy_end, s->copy[0]));
+    if (s->relu_y) v *= keep(one, ld((const float *)readable(s->relu_y + o, LANES, s->y_end, s->copy[1])) > 0);
+    v = keep(v, lanes_below(valid));
+    const vi at = LOAD(vi, readable(s->argmax + o, LANES, s->a_end, s->copy[2])) - *base;
+    yy[0][0] = keep(v, at == 0);
+    yy[0][1] = keep(v, at == 1);
+    yy[1][0] = keep(v, at == wo);
+    yy[1][1] = keep(v, at == wo + 1);
+    *g = v;
+}
+
+/// bias_grad[k] gets (`first`) or adds the sum of the lanes of `sum`.
+INLINE void bias_sum(const vf *sum, float *bias_grad, size_t k, int first) {
+    if (!bias_grad) return;
+    float total = 0;
+    for (int j = 0; j < LANES; j++) total += (*sum)[j];
+    bias_grad[k] = first ? total : bias_grad[k] + total;
+}
+
 MULTIVERSION
 void wino_output_grad_maxpool(const float *dy, const int32_t *argmax, const float *relu_y, int channels, int ho,
                               int wo, int ty, int tx, float *bias_grad, int first, float *dm) {
     const int tiles = ty * tx, ph = ho / 2, pw = wo / 2;
     const size_t plane = wino_plane_stride(channels, tiles), outs = (size_t)channels * ph * pw;
-    const float *dy_end = dy + outs, *y_end = relu_y ? relu_y + outs : NULL;
-    const int32_t *a_end = argmax + outs;
-    const vf zero = {}, one = zero + 1.0f;
-    float copy[3][LANES];
+    struct pooled_grad s = {dy, dy + outs, relu_y, relu_y ? relu_y + outs : NULL, argmax, argmax + outs, {{0}}};
+    const vf zero = {};
     if (flat_applies(ho, wo, tiles)) {
         vi r, c;
         FLAT_START(r, c, tx);
         vf sum = zero;  // the bias gradient of the current channel, lane by lane
         for (size_t f = 0; f < outs; f += LANES) {
-            vf g = 0.0f + ld((const float *)readable(dy + f, LANES, dy_end, copy[0]));
-            if (relu_y) g *= keep(one, ld((const float *)readable(relu_y + f, LANES, y_end, copy[1])) > 0);
-            g = keep(g, lanes_below((int)(outs - f < LANES ? outs - f : LANES)));
-            const vi at = LOAD(vi, readable(argmax + f, LANES, a_end, copy[2])) - (2 * wo * r + 2 * c);
-            const vf yy[2][2] = {{keep(g, at == 0), keep(g, at == 1)}, {keep(g, at == wo), keep(g, at == wo + 1)}};
-            for (int i = 0; i < 4; i++) {  // as in wino_output_grad
-                const vf e = i == 0 ? yy[0][0] : i == 1 ? yy[0][0] + yy[1][0] : i == 2 ? yy[0][0] - yy[1][0] : -yy[1][0];
-                const vf o = i == 0 ? yy[0][1] : i == 1 ? yy[0][1] + yy[1][1] : i == 2 ? yy[0][1] - yy[1][1] : -yy[1][1];
-                float *p = dm + (size_t)(4 * i) * plane + f;
-                st(p, e);
-                st(p + plane, e + o);
-                st(p + 2 * plane, e - o);
-                st(p + 3 * plane, -o);
-            }
+            const vi base = 2 * wo * r + 2 * c;
+            vf g, yy[2][2];
+            window_grads(&s, f, (int)(outs - f < LANES ? outs - f : LANES), &base, wo, &g, yy);
+            output_grad_tiles(dm + f, plane, yy);
             // The lanes before `split` are in channel k, the others in k + 1; channel k ends in
             // this step when split <= 16.
             const size_t k = f / tiles, split = (k + 1) * tiles - f;
             const vi mine = IOTA < (int)(split < LANES ? split : LANES);
             sum += keep(g, mine);
             if (split <= LANES) {
-                if (bias_grad) {
-                    float total = 0;
-                    for (int j = 0; j < LANES; j++) total += sum[j];
-                    bias_grad[k] = first ? total : bias_grad[k] + total;
-                }
+                bias_sum(&sum, bias_grad, k, first);
                 sum = keep(g, ~mine);
             }
             FLAT_NEXT(r, c, tx, ty);
@@ -541,39 +559,17 @@ void wino_output_grad_maxpool(const float *dy, const int32_t *argmax, const floa
         for (int r = 0; r < ty; r++) {
             float *out = dm + (size_t)k * tiles + (size_t)r * tx;
             for (int t = 0; t < tx; t += LANES) {
-                // Each window's gradient lands at its maximum: g there (0 + dy, through ReLU's
-                // derivative at the pooled output), zero at the other three positions and in
-                // tiles that are not windows. The same values wino_output_grad reads from the
-                // dense gradient that MaxPool2d's backward writes.
-                vf yy[2][2] = {{zero, zero}, {zero, zero}};
+                // Tiles that are not windows (an odd edge's) get zero.
+                vf g, yy[2][2] = {{zero, zero}, {zero, zero}};
                 if (r < ph && t < pw) {
-                    const size_t o = ((size_t)k * ph + r) * pw + t;
-                    vf g = 0.0f + ld((const float *)readable(dy + o, LANES, dy_end, copy[0]));
-                    if (relu_y) g *= keep(one, ld((const float *)readable(relu_y + o, LANES, y_end, copy[1])) > 0);
-                    g = keep(g, lanes_below(pw - t));
+                    const vi base = 2 * r * wo + 2 * t + 2 * IOTA;
+                    window_grads(&s, ((size_t)k * ph + r) * pw + t, pw - t, &base, wo, &g, yy);
                     sum += g;
-                    const vi at = LOAD(vi, readable(argmax + o, LANES, a_end, copy[2])) - (2 * r * wo + 2 * t + 2 * IOTA);
-                    yy[0][0] = keep(g, at == 0);
-                    yy[0][1] = keep(g, at == 1);
-                    yy[1][0] = keep(g, at == wo);
-                    yy[1][1] = keep(g, at == wo + 1);
                 }
-                for (int i = 0; i < 4; i++) {  // as in wino_output_grad
-                    const vf e = i == 0 ? yy[0][0] : i == 1 ? yy[0][0] + yy[1][0] : i == 2 ? yy[0][0] - yy[1][0] : -yy[1][0];
-                    const vf o = i == 0 ? yy[0][1] : i == 1 ? yy[0][1] + yy[1][1] : i == 2 ? yy[0][1] - yy[1][1] : -yy[1][1];
-                    float *p = out + (size_t)(4 * i) * plane + t;
-                    st(p, e);
-                    st(p + plane, e + o);
-                    st(p + 2 * plane, e - o);
-                    st(p + 3 * plane, -o);
-                }
+                output_grad_tiles(out + t, plane, yy);
             }
         }
-        if (bias_grad) {
-            float total = 0;
-            for (int j = 0; j < LANES; j++) total += sum[j];
-            bias_grad[k] = first ? total : bias_grad[k] + total;
-        }
+        bias_sum(&sum, bias_grad, k, first);
     }
 }
 
