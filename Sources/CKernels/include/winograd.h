@@ -1,6 +1,6 @@
 // Winograd's minimal filtering F(2x2, 3x3) for a 3x3 convolution with stride 1: the four
-// transforms and their adjoints, one sample (or one kernel set) at a time. Conv2d runs the 16
-// channel GEMMs between them (see Conv2d.swift).
+// transforms and their adjoints, and the output pair fused with a 2x2 max pooling, one sample (or
+// one kernel set) at a time. Conv2d runs the 16 channel GEMMs between them (see Conv2d.swift).
 //
 // Tiles: the output (Ho, Wo) is cut into TY x TX tiles of 2x2 (TY = ceil(Ho/2), TX = ceil(Wo/2));
 // tile t = ty*TX + tx reads the 4x4 input patch at (2ty - P, 2tx - P), zeros outside the image.
