@@ -44,7 +44,7 @@ export DDP_REQUIRE_PYTHON=1 DDP_REQUIRE_TORCH=1 DDP_REQUIRE_CHROMIUM=1 DDP_TRAIN
 
 fuzz_seconds="${DDP_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" -gt 0 ]; then
-  echo "[test] fuzzing the IDX, safetensors, checkpoint, image and CSV readers the Winograd transforms and max pooling for ${fuzz_seconds}s each" >&2
+  echo "[test] fuzzing the IDX, safetensors, checkpoint, image and CSV readers, the Winograd transforms and max pooling for ${fuzz_seconds}s each" >&2
   bash Scripts/fuzz.sh "$fuzz_seconds"
 fi
 
