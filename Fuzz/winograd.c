@@ -118,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     wino_input(x, c, h, w, pad, ty, tx, work, v);
     wino_transpose_planes(v, c, tiles, vt);
     wino_input_grad(dv, c, h, w, pad, ty, tx, work, dx);
-    wino_output(m, c, ho, wo, ty, tx, work, y);
+    wino_output(m, c, ho, wo, ty, tx, y);
     wino_output_grad(dy, c, ho, wo, ty, tx, work, dm);
 
     for (int k = 0; k < c; k++) {

@@ -29,20 +29,25 @@ void ckernels_relu_grad_bias_sums(float *g, const float *y, size_t channels, siz
     const vf zero = {}, one = zero + 1.0f;
     for (size_t c = 0; c < channels; c++) {
         float *row = g + c * pixels;
-        if (y) {
-            const float *yr = y + c * pixels;
-            size_t p = 0;
-            for (; p + LANES <= pixels; p += LANES) st(row + p, ld(row + p) * keep(one, ld(yr + p) > 0));
-            for (; p < pixels; p++) row[p] *= yr[p] > 0 ? 1.0f : 0.0f;
-        }
-        if (!bias_grad) continue;
-        // 16 running sums, then their total in lane order from -0 (Swift's SIMD sum()), then the rest.
+        const float *yr = y ? y + c * pixels : NULL;
+        // One pass: the derivative, and 16 running sums of the result; then their total in lane
+        // order from -0 (Swift's SIMD sum()), then the rest.
         vf lanes = zero;
         size_t p = 0;
-        for (; p + LANES <= pixels; p += LANES) lanes += ld(row + p);
+        for (; p + LANES <= pixels; p += LANES) {
+            vf v = ld(row + p);
+            if (yr) {
+                v *= keep(one, ld(yr + p) > 0);
+                st(row + p, v);
+            }
+            lanes += v;
+        }
         float sum = -0.0f;
         for (int j = 0; j < LANES; j++) sum += lanes[j];
-        for (; p < pixels; p++) sum += row[p];
-        bias_grad[c] = first ? sum : bias_grad[c] + sum;
+        for (; p < pixels; p++) {
+            if (yr) row[p] *= yr[p] > 0 ? 1.0f : 0.0f;
+            sum += row[p];
+        }
+        if (bias_grad) bias_grad[c] = first ? sum : bias_grad[c] + sum;
     }
 }

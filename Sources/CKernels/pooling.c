@@ -12,8 +12,7 @@
 //   so a call reads and writes nothing outside its buffers.
 // Fuzz/pooling.c checks both against the plain loops, on exact-size buffers under ASan.
 #include "ckernels.h"
-#include "vectors.h"
-#include <string.h>
+#include "maxpool.h"
 
 MULTIVERSION
 void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, int wo, float *y, int32_t *argmax) {
@@ -32,12 +31,11 @@ void ckernels_maxpool2x2(const float *x, size_t planes, int h, int w, int ho, in
                 const float *p0 = readable(xp + base + 2 * ow, 2 * LANES, x_end, in[0]);
                 const float *p1 = readable(xp + base + w + 2 * ow, 2 * LANES, x_end, in[1]);
                 const vf a0 = ld(p0), a1 = ld(p0 + LANES), b0 = ld(p1), b1 = ld(p1 + LANES);
+                const vf v[4] = {EVENS(a0, a1), ODDS(a0, a1), EVENS(b0, b1), ODDS(b0, b1)};
                 const vi at = base + 2 * ow + 2 * IOTA;  // each window's top-left position
-                vf m = EVENS(a0, a1);
-                vi i = at;
-                TAKE_MAX(m, i, ODDS(a0, a1), at + 1);
-                TAKE_MAX(m, i, EVENS(b0, b1), at + w);
-                TAKE_MAX(m, i, ODDS(b0, b1), at + w + 1);
+                vf m;
+                vi i;
+                window_max(v, &at, w, &m, &i);
                 const size_t valid = (size_t)(wo - ow < LANES ? wo - ow : LANES);
                 put(yp + (size_t)oh * wo + ow, &m, 1, valid, y_end);
                 put(ap + (size_t)oh * wo + ow, &i, 1, valid, a_end);
@@ -54,11 +52,9 @@ MULTIVERSION
 void ckernels_maxpool2x2_backward(const float *dy, const int32_t *argmax, size_t planes, int h, int w, int ho, int wo,
                                   const float *relu_y, float *dx) {
     const size_t outs = planes * (size_t)ho * wo;
-    const float *dy_end = dy + outs, *y_end = relu_y ? relu_y + outs : NULL, *dx_end = dx + planes * (size_t)h * w;
-    const int32_t *a_end = argmax + outs;
+    const float *dx_end = dx + planes * (size_t)h * w;
     const int last = (wo - 1) & ~(LANES - 1);
-    const vf one = (vf){} + 1.0f;
-    float copy[3][LANES];
+    struct pooled_grad s = {dy, dy + outs, relu_y, relu_y ? relu_y + outs : NULL, argmax, argmax + outs, {{0}}};
     for (size_t plane = 0; plane < planes; plane++) {
         const size_t o = plane * (size_t)ho * wo;
         float *dxp = dx + plane * (size_t)h * w;
@@ -66,15 +62,14 @@ void ckernels_maxpool2x2_backward(const float *dy, const int32_t *argmax, size_t
             const int base = 2 * oh * w;
             float *r0 = dxp + base, *r1 = r0 + w;
             for (int ow = last; ow >= 0; ow -= LANES) {
-                const size_t k = o + (size_t)oh * wo + ow;
-                vf g = 0.0f + ld((const float *)readable(dy + k, LANES, dy_end, copy[0]));
-                if (relu_y) g *= keep(one, ld((const float *)readable(relu_y + k, LANES, y_end, copy[1])) > 0);
-                const vi at = LOAD(vi, readable(argmax + k, LANES, a_end, copy[2])) - (base + 2 * ow + 2 * IOTA);
-                const vf e0 = keep(g, at == 0), o0 = keep(g, at == 1), e1 = keep(g, at == w), o1 = keep(g, at == w + 1);
-                const size_t valid = 2 * (size_t)(wo - ow < LANES ? wo - ow : LANES);
-                const vf top[2] = {ZIP_LO(e0, o0), ZIP_HI(e0, o0)}, bottom[2] = {ZIP_LO(e1, o1), ZIP_HI(e1, o1)};
-                put(r0 + 2 * ow, top, 2, valid, dx_end);
-                put(r1 + 2 * ow, bottom, 2, valid, dx_end);
+                const int valid = wo - ow < LANES ? wo - ow : LANES;
+                const vi at = base + 2 * ow + 2 * IOTA;
+                vf g, yy[2][2];
+                window_grads(&s, o + (size_t)oh * wo + ow, valid, &at, w, &g, yy);
+                const vf top[2] = {ZIP_LO(yy[0][0], yy[0][1]), ZIP_HI(yy[0][0], yy[0][1])};
+                const vf bottom[2] = {ZIP_LO(yy[1][0], yy[1][1]), ZIP_HI(yy[1][0], yy[1][1])};
+                put(r0 + 2 * ow, top, 2, 2 * (size_t)valid, dx_end);
+                put(r1 + 2 * ow, bottom, 2, 2 * (size_t)valid, dx_end);
             }
             for (int j = 2 * wo; j < w; j++) r0[j] = r1[j] = 0.0f;
         }

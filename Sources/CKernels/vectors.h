@@ -54,12 +54,3 @@ INLINE void put(void *p, const void *v, int nv, size_t valid, const void *end) {
     else
         memcpy(p, v, 4 * valid);
 }
-
-/// Max pooling's step, lane by lane: where v is larger than m, or NaN where m is not, m and i take
-/// v and j (NaN wins, as in torch; the first of equal values stays).
-#define TAKE_MAX(m, i, v, j) do {                                  \
-    const vf v_ = (v);                                             \
-    const vi better_ = (v_ > (m)) | ((v_ != v_) & ((m) == (m)));   \
-    (m) = (vf)(((vi)v_ & better_) | ((vi)(m) & ~better_));         \
-    (i) = ((j) & better_) | ((i) & ~better_);                      \
-} while (0)

@@ -22,10 +22,11 @@
 //   last one runs first. So every buffer of ours has at least 16 floats of slack after it (the
 //   planes of v and m too: `wino_plane_stride`), and only the caller's images (x, y, dx, dy) are
 //   read and written exactly: through a copy of the row near their ends (`row_at`), and the last
-//   stores of each through a row buffer.
+//   stores of each with only the valid floats (`put`, vectors.h).
 //
 // Fuzz/winograd.c checks all of it against a plain per-tile reference, under ASan.
 #include "winograd.h"
+#include "maxpool.h"
 #include "vectors.h"
 #include <string.h>
 
@@ -246,15 +247,8 @@ void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int t
                 const size_t from = (size_t)(fy >> 1) * S + (size_t)(k + half) + 1;
                 const vf first = odd ? PARITY(1, from) : PARITY(0, from);
                 const vf second = odd ? PARITY(0, from + 1) : PARITY(1, from);
-                const vf lo = ZIP_LO(first, second), hi = ZIP_HI(first, second);
-                if (at + 2 * k + 2 * LANES <= total) {
-                    st(dx + at + 2 * k, lo);
-                    st(dx + at + 2 * k + LANES, hi);
-                } else {
-                    st(s.row[0], lo);
-                    st(s.row[0] + LANES, hi);
-                    memcpy(dx + at + 2 * k, s.row[0], sizeof(float) * (size_t)(w - 2 * k < 2 * LANES ? w - 2 * k : 2 * LANES));
-                }
+                const vf out[2] = {ZIP_LO(first, second), ZIP_HI(first, second)};
+                put(dx + at + 2 * k, out, 2, (size_t)(w - 2 * k < 2 * LANES ? w - 2 * k : 2 * LANES), dx + total);
             }
         }
 #undef PARITY
@@ -264,8 +258,7 @@ void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int t
 // ---- Output: y = A^T m A -----------------------------------------------------------------------
 
 MULTIVERSION
-void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, float *scratch, float *y) {
-    const struct work s = work_of(scratch, ty, tx);
+void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, float *y) {
     const int tiles = ty * tx, last = (tx - 1) & ~(LANES - 1);
     const size_t plane = wino_plane_stride(channels, tiles);
     const ptrdiff_t total = (ptrdiff_t)channels * ho * wo;
@@ -288,16 +281,9 @@ void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, f
                     // Tile (r, t) covers columns 2t, 2t+1 of the row, cut at wo.
                     const vf even = a ? s0[1] - s0[2] - s0[3] : s0[0] + s0[1] + s0[2];
                     const vf odd = a ? s1[1] - s1[2] - s1[3] : s1[0] + s1[1] + s1[2];
-                    const vf lo = ZIP_LO(even, odd), hi = ZIP_HI(even, odd);
                     const ptrdiff_t at = ((ptrdiff_t)k * ho + 2 * r + a) * wo + 2 * t;
-                    if (at + 2 * LANES <= total) {
-                        st(y + at, lo);
-                        st(y + at + LANES, hi);
-                    } else {
-                        st(s.row[0], lo);
-                        st(s.row[0] + LANES, hi);
-                        memcpy(y + at, s.row[0], sizeof(float) * (size_t)(wo - 2 * t < 2 * LANES ? wo - 2 * t : 2 * LANES));
-                    }
+                    const vf out[2] = {ZIP_LO(even, odd), ZIP_HI(even, odd)};
+                    put(y + at, out, 2, (size_t)(wo - 2 * t < 2 * LANES ? wo - 2 * t : 2 * LANES), y + total);
                 }
             }
         }
@@ -439,13 +425,7 @@ INLINE void pool_tiles(const float *p, size_t plane, const vf *b, int add, int r
         if (add) v[j] += *b;
         if (relu) v[j] = keep(v[j], ~(zero >= v[j]));
     }
-    vf m = v[0];
-    vi i = *at;
-    TAKE_MAX(m, i, v[1], *at + 1);
-    TAKE_MAX(m, i, v[2], *at + wo);
-    TAKE_MAX(m, i, v[3], *at + wo + 1);
-    *best = m;
-    *idx = i;
+    window_max(v, at, wo, best, idx);
 }
 
 MULTIVERSION
@@ -463,7 +443,8 @@ void wino_output_maxpool(const float *m, int channels, int ho, int wo, int ty, i
             // The lanes before `split` are in channel k, the others in k + 1 (tiles >= 16).
             const size_t k = f / tiles, split = (k + 1) * tiles - f;
             const float b0 = bias ? bias[k] : 0.0f, b1 = bias && k + 1 < (size_t)channels ? bias[k + 1] : b0;
-            const vf b = (vf)((vi)(zero + b0) & (IOTA < (int)split)) + (vf)((vi)(zero + b1) & ~(IOTA < (int)split));
+            const vi mine = IOTA < (int)split;
+            const vf b = (vf)(((vi)(zero + b0) & mine) | ((vi)(zero + b1) & ~mine));
             const vi at = 2 * wo * r + 2 * c;
             vf best;
             vi i;
@@ -491,30 +472,6 @@ void wino_output_maxpool(const float *m, int channels, int ho, int wo, int ty, i
             }
         }
     }
-}
-
-/// The pooled gradient's buffers, read 16 windows at a time (through a copy at their ends).
-struct pooled_grad {
-    const float *dy, *dy_end, *relu_y, *y_end;
-    const int32_t *argmax, *a_end;
-    float copy[3][LANES];
-};
-
-/// 16 windows' gradients from pooled output o on, lanes from `valid` on zero: g = 0 + dy (times
-/// ReLU's derivative at relu_y, when given), into *g, landed at each window's maximum (`base`: the
-/// windows' top-left positions) and zero at its other three positions, into yy[row][column]. The
-/// values wino_output_grad reads from the dense gradient that MaxPool2d's backward writes.
-INLINE void window_grads(struct pooled_grad *s, size_t o, int valid, const vi *base, int wo, vf *g, vf yy[2][2]) {
-    const vf one = (vf){} + 1.0f;
-    vf v = 0.0f + ld((const float *)readable(s->dy + o, LANES, s->dy_end, s->copy[0]));
-    if (s->relu_y) v *= keep(one, ld((const float *)readable(s->relu_y + o, LANES, s->y_end, s->copy[1])) > 0);
-    v = keep(v, lanes_below(valid));
-    const vi at = LOAD(vi, readable(s->argmax + o, LANES, s->a_end, s->copy[2])) - *base;
-    yy[0][0] = keep(v, at == 0);
-    yy[0][1] = keep(v, at == 1);
-    yy[1][0] = keep(v, at == wo);
-    yy[1][1] = keep(v, at == wo + 1);
-    *g = v;
 }
 
 /// bias_grad[k] gets (`first`) or adds the sum of the lanes of `sum`.

@@ -93,8 +93,7 @@ public struct Winograd3x3 {
         for sample in 0..<batch {
             products(x, sample: sample, s)
             let ys = y + sample * outputStride
-            wino_output(s.m, Int32(outChannels), Int32(outHeight), Int32(outWidth), Int32(tileRows), Int32(tileColumns),
-                        s.work, ys)
+            wino_output(s.m, Int32(outChannels), Int32(outHeight), Int32(outWidth), Int32(tileRows), Int32(tileColumns), ys)
             finish(sample, ys)
         }
     }

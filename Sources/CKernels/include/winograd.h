@@ -22,7 +22,7 @@ void wino_sum(double *sum, const float *du, size_t count, int first);
 /// The distance between two planes of v, dv, m or dm (`channels` x `tiles` each): the plane, then
 /// at least 16 floats of slack, which the transforms may write and read.
 size_t wino_plane_stride(int channels, int tiles);
-/// The floats of `scratch` that the four transforms below need.
+/// The floats of `scratch` that the transforms below which take one need.
 size_t wino_work_floats(int ty, int tx);
 
 /// v[xi][c][t] = (B^T d B)[i][j] for the 4x4 patch d of tile t in channel c of x (c, h, w),
@@ -34,7 +34,7 @@ void wino_input_grad(const float *dv, int channels, int h, int w, int pad, int t
                      float *scratch, float *dx);
 
 /// y (k, ho, wo) = (A^T m A) for every output channel and tile, cut to the output's size.
-void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, float *scratch, float *y);
+void wino_output(const float *m, int channels, int ho, int wo, int ty, int tx, float *y);
 /// dm[xi][k][t] = (A dy A^T)[i][j], dy's tile taken as zero outside (ho, wo): the adjoint of
 /// `wino_output`.
 void wino_output_grad(const float *dy, int channels, int ho, int wo, int ty, int tx, float *scratch, float *dm);
